@@ -1,0 +1,6 @@
+//! Palisade's shared core: the workload policy, its enforcement with Landlock and seccomp, the
+//! egress engine, integrity checks and the telemetry event schema.
+
+pub mod egress;
+pub mod policy;
+pub mod telemetry;

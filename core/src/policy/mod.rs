@@ -1,0 +1,195 @@
+//! The workload policy: one YAML document for Lambda functions, pods and hosts.
+//!
+//! Parsing is strict. An unknown key, a value of the wrong type or an invalid glob, CIDR, port,
+//! host, system call or errno is rejected with the file, line and column of the offending value.
+
+mod error;
+mod spec;
+mod values;
+mod warnings;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use error::PolicyError;
+pub use spec::{
+    DigestAlgorithm, EgressDefault, EgressRule, EgressRules, Enforcement, FailureMode, FilesystemRules, IntegrityRules,
+    Mode, NetworkRules, ProcessRules, ProfileName, ScopeRules, Spec, SyscallRules,
+};
+pub use values::{Cidr, ErrnoName, GlobPattern, HostPattern, PolicyPath, Port, SyscallName};
+pub use warnings::{weakening_rules, Warning};
+
+/// The only `apiVersion` this release reads.
+pub const API_VERSION: &str = "palisade.dev/v1alpha1";
+
+/// The only `kind` this release reads.
+pub const KIND: &str = "WorkloadPolicy";
+
+/// The environment variable naming the policy file.
+pub const POLICY_ENV: &str = "PALISADE_POLICY";
+
+/// Where a policy is looked for when neither a flag nor `PALISADE_POLICY` names one, in order:
+/// the function package, the Lambda layer, the host.
+pub const DEFAULT_POLICY_PATHS: [&str; 3] =
+    ["/var/task/palisade.yaml", "/opt/palisade/policy.yaml", "/etc/palisade/policy.yaml"];
+
+/// A parsed and validated workload policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    pub api_version: ApiVersion,
+    pub kind: Kind,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The `apiVersion` field; only [`API_VERSION`] is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiVersion;
+
+impl FromStr for ApiVersion {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == API_VERSION {
+            Ok(Self)
+        } else {
+            Err(format!("unsupported apiVersion {value:?}: write \"{API_VERSION}\""))
+        }
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(API_VERSION)
+    }
+}
+
+/// The `kind` field; only [`KIND`] is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kind;
+
+impl FromStr for Kind {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == KIND {
+            Ok(Self)
+        } else {
+            Err(format!("unsupported kind {value:?}: write \"{KIND}\""))
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(KIND)
+    }
+}
+
+values::string_value_impls!(ApiVersion, "the string \"palisade.dev/v1alpha1\"");
+values::string_value_impls!(Kind, "the string \"WorkloadPolicy\"");
+
+/// A policy together with the file it came from and its hash.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    pub policy: Policy,
+    pub source: PathBuf,
+    /// `sha256:` and the hex SHA-256 of the policy's canonical JSON form, so that formatting and
+    /// comments do not change it.
+    pub hash: String,
+}
+
+impl Policy {
+    /// Parses a policy document; `origin` names it in error messages.
+    pub fn from_yaml(text: &str, origin: &Path) -> Result<Self, PolicyError> {
+        let policy: Policy = serde_yaml_ng::from_str(text).map_err(|error| PolicyError::from_yaml(origin, &error))?;
+        policy.check_rules(origin)?;
+        Ok(policy)
+    }
+
+    /// Returns the policy's hash: `sha256:` and the hex SHA-256 of its canonical JSON form.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("a policy always serialises to JSON");
+        format!("sha256:{}", hex::encode(Sha256::digest(canonical)))
+    }
+
+    /// The policy's name, or `unnamed` when `metadata.name` is empty.
+    pub fn name(&self) -> &str {
+        if self.metadata.name.is_empty() {
+            "unnamed"
+        } else {
+            &self.metadata.name
+        }
+    }
+
+    /// Checks rules that span several values, after every value parsed.
+    fn check_rules(&self, origin: &Path) -> Result<(), PolicyError> {
+        let egress = &self.spec.egress;
+        let rules =
+            egress.allow.iter().map(|rule| ("allow", rule)).chain(egress.deny.iter().map(|rule| ("deny", rule)));
+        let mut index_by_list = [0usize; 2];
+        for (list, rule) in rules {
+            let counter = &mut index_by_list[usize::from(list == "deny")];
+            let label = format!("spec.egress.{list}[{counter}]");
+            *counter += 1;
+
+            if rule.hosts.is_empty() && rule.cidrs.is_empty() {
+                return Err(PolicyError::Rule {
+                    path: origin.to_owned(),
+                    message: format!("{label} names no destination: add `hosts:` or `cidrs:` to the rule"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EgressRule {
+    /// The rule's reported id: its `id`, or `allow[N]` / `deny[N]` from its place in the policy.
+    pub fn display_id(&self, list: &str, index: usize) -> String {
+        self.id.clone().unwrap_or_else(|| format!("{list}[{index}]"))
+    }
+}
+
+/// Reads and parses a policy file.
+pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_owned(), source })?;
+    let policy = Policy::from_yaml(&text, path)?;
+    let hash = policy.hash();
+    Ok(LoadedPolicy { policy, source: path.to_owned(), hash })
+}
+
+/// Finds the policy file: the explicit path, then `PALISADE_POLICY`, then the first of
+/// [`DEFAULT_POLICY_PATHS`] that exists.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, PolicyError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os(POLICY_ENV).filter(|value| !value.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    DEFAULT_POLICY_PATHS
+        .iter()
+        .map(Path::new)
+        .find(|path| path.exists())
+        .map(Path::to_owned)
+        .ok_or(PolicyError::NotFound)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! OTLP/HTTP export through the OpenTelemetry SDK, with a blocking HTTP client so that no async
+//! runtime is needed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider};
+use opentelemetry::metrics::{Counter, MeterProvider};
+use opentelemetry::KeyValue;
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use super::{Event, Exporter, Resource, Severity, TelemetryError, Value};
+
+/// An HTTP client for the OTLP exporter built on ureq, whose calls block the exporter's own
+/// background thread.
+#[derive(Debug, Clone)]
+struct BlockingClient {
+    agent: ureq::Agent,
+}
+
+impl BlockingClient {
+    fn new(timeout: Duration) -> Self {
+        let config = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build();
+        Self { agent: config.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for BlockingClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, body.to_vec());
+        let response = self.agent.run(request)?;
+
+        let (parts, mut body) = response.into_parts();
+        let bytes = body.read_to_vec()?;
+        Ok(Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
+
+pub(super) struct OtlpExporter {
+    loggers: SdkLoggerProvider,
+    logger: SdkLogger,
+    meters: SdkMeterProvider,
+    counters: Mutex<HashMap<&'static str, Counter<u64>>>,
+}
+
+impl std::fmt::Debug for OtlpExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpExporter").finish_non_exhaustive()
+    }
+}
+
+/// Reads `OTEL_EXPORTER_OTLP_PROTOCOL`; the OTLP specification's default is `http/protobuf`.
+fn protocol_from_env() -> Result<Protocol, TelemetryError> {
+    let value = std::env::var("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_default();
+    match value.trim() {
+        "" | "http/protobuf" => Ok(Protocol::HttpBinary),
+        "http/json" => Ok(Protocol::HttpJson),
+        other => Err(TelemetryError::UnsupportedProtocol(other.to_owned())),
+    }
+}
+
+fn sdk_resource(resource: &Resource) -> opentelemetry_sdk::Resource {
+    let attributes = resource.attributes.iter().map(|(key, value)| KeyValue::new(key.clone(), otel_value(value)));
+    opentelemetry_sdk::Resource::builder_empty().with_attributes(attributes).build()
+}
+
+fn otel_value(value: &Value) -> opentelemetry::Value {
+    match value {
+        Value::Bool(value) => (*value).into(),
+        Value::Int(value) => (*value).into(),
+        Value::Double(value) => (*value).into(),
+        Value::String(value) => value.clone().into(),
+        Value::StringList(values) => opentelemetry::Value::Array(
+            values.iter().cloned().map(opentelemetry::StringValue::from).collect::<Vec<_>>().into(),
+        ),
+    }
+}
+
+fn any_value(value: &Value) -> AnyValue {
+    match value {
+        Value::Bool(value) => AnyValue::Boolean(*value),
+        Value::Int(value) => AnyValue::Int(*value),
+        Value::Double(value) => AnyValue::Double(*value),
+        Value::String(value) => AnyValue::String(value.clone().into()),
+        Value::StringList(values) => {
+            AnyValue::ListAny(Box::new(values.iter().map(|value| AnyValue::String(value.clone().into())).collect()))
+        }
+    }
+}
+
+fn severity(severity: Severity) -> opentelemetry::logs::Severity {
+    match severity {
+        Severity::Debug => opentelemetry::logs::Severity::Debug,
+        Severity::Info => opentelemetry::logs::Severity::Info,
+        Severity::Warn => opentelemetry::logs::Severity::Warn,
+        Severity::Error => opentelemetry::logs::Severity::Error,
+    }
+}
+
+fn build_error(error: impl std::fmt::Display) -> TelemetryError {
+    let endpoint = super::ENDPOINT_VARIABLES.iter().find_map(|name| std::env::var(name).ok()).unwrap_or_default();
+    TelemetryError::InvalidEndpoint { endpoint, reason: error.to_string() }
+}
+
+impl OtlpExporter {
+    /// Builds log and metric exporters from the `OTEL_EXPORTER_OTLP_*` variables.
+    pub(super) fn from_env(resource: &Resource, timeout: Duration) -> Result<Self, TelemetryError> {
+        let protocol = protocol_from_env()?;
+        let resource = sdk_resource(resource);
+
+        let log_exporter = opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_timeout(timeout)
+            .with_http_client(BlockingClient::new(timeout))
+            .build()
+            .map_err(build_error)?;
+        let loggers =
+            SdkLoggerProvider::builder().with_resource(resource.clone()).with_batch_exporter(log_exporter).build();
+        let logger = loggers.logger("palisade");
+
+        let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_timeout(timeout)
+            .with_http_client(BlockingClient::new(timeout))
+            .build()
+            .map_err(build_error)?;
+        let meters =
+            SdkMeterProvider::builder().with_resource(resource).with_periodic_exporter(metric_exporter).build();
+
+        Ok(Self { loggers, logger, meters, counters: Mutex::default() })
+    }
+}
+
+impl Exporter for OtlpExporter {
+    fn emit(&self, _resource: &Resource, event: &Event) {
+        let mut record = self.logger.create_log_record();
+        record.set_event_name(event.name);
+        record.set_timestamp(event.time);
+        record.set_observed_timestamp(std::time::SystemTime::now());
+        record.set_severity_number(severity(event.severity));
+        record.set_severity_text(event.severity.as_str());
+        if let Some(body) = &event.body {
+            record.set_body(AnyValue::String(body.clone().into()));
+        }
+        for (key, value) in &event.attributes {
+            record.add_attribute(*key, any_value(value));
+        }
+        self.logger.emit(record);
+    }
+
+    fn count(&self, name: &'static str, value: u64, attributes: &[(&'static str, Value)]) {
+        let mut counters = self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counter = counters.entry(name).or_insert_with(|| self.meters.meter("palisade").u64_counter(name).build());
+        let attributes: Vec<KeyValue> =
+            attributes.iter().map(|(key, value)| KeyValue::new(*key, otel_value(value))).collect();
+        counter.add(value, &attributes);
+    }
+
+    fn flush(&self, _resource: &Resource, _timeout: Duration) -> Result<(), TelemetryError> {
+        // Each export request is bounded by the HTTP client's timeout, so these return in bounded time.
+        let logs = self.loggers.force_flush();
+        let metrics = self.meters.force_flush();
+        logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))
+    }
+
+    fn shutdown(&self, _resource: &Resource, timeout: Duration) -> Result<(), TelemetryError> {
+        let logs = self.loggers.shutdown_with_timeout(timeout);
+        let metrics = self.meters.shutdown_with_timeout(timeout);
+        logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))
+    }
+}
