@@ -2,5 +2,8 @@
 //! egress engine, integrity checks and the telemetry event schema.
 
 pub mod egress;
+pub mod enforce;
 pub mod policy;
+#[allow(unsafe_code)]
+mod sys;
 pub mod telemetry;
