@@ -1,0 +1,36 @@
+//! The execution environment lifecycle: Init, Invoke and Shutdown phases, with the freeze
+//! between invokes.
+
+pub(crate) mod init;
+pub(crate) mod invoke;
+pub(crate) mod shutdown;
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::record::RecordKind;
+use crate::state::Sandbox;
+
+/// Stops every process of the sandbox until [`thaw`].
+pub(crate) fn freeze(sandbox: &Sandbox) {
+    if !sandbox.config.freeze || *sandbox.frozen.borrow() {
+        return;
+    }
+    sandbox.frozen.send_replace(true);
+    let count = sandbox.processes.freeze();
+    sandbox.record(RecordKind::Frozen, None, json!({ "signalled": count }));
+}
+
+pub(crate) fn thaw(sandbox: &Sandbox) {
+    if !*sandbox.frozen.borrow() {
+        return;
+    }
+    sandbox.processes.thaw();
+    sandbox.frozen.send_replace(false);
+    sandbox.record(RecordKind::Thawed, None, serde_json::Value::Null);
+}
+
+pub(crate) fn millis_since(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1_000_000.0).round() / 1_000.0
+}
