@@ -41,6 +41,9 @@ pub(crate) struct ProcessTable {
     processes: Mutex<Vec<ProcessInfo>>,
     /// Descendants outside the started process groups that the last freeze stopped.
     stray_stopped: Mutex<BTreeSet<i32>>,
+    /// Every such descendant seen so far, with the pid of the started process it descends from:
+    /// an orphan is no longer found through its parent, so SIGKILL also goes to these.
+    strays_seen: Mutex<BTreeMap<i32, i32>>,
 }
 
 impl ProcessTable {
@@ -69,11 +72,12 @@ impl ProcessTable {
         for (_, pgid) in &groups {
             let _ = killpg(Pid::from_raw(*pgid), Signal::SIGSTOP);
         }
-        for pid in &strays {
+        for pid in strays.keys() {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
         }
         let count = groups.len() + strays.len();
-        *self.stray_stopped.lock().unwrap_or_else(|e| e.into_inner()) = strays;
+        self.strays_seen.lock().unwrap_or_else(|e| e.into_inner()).extend(strays.iter());
+        *self.stray_stopped.lock().unwrap_or_else(|e| e.into_inner()) = strays.into_keys().collect();
         count
     }
 
@@ -93,7 +97,13 @@ impl ProcessTable {
     pub(crate) fn signal(&self, signal: Signal, select: impl Fn(&ProcessInfo) -> bool) -> Vec<String> {
         let chosen: Vec<ProcessInfo> = self.list().into_iter().filter(|p| select(p)).collect();
         let groups: Vec<(String, i32)> = chosen.iter().map(|p| (p.name.clone(), p.pid)).collect();
-        for pid in strays(&groups) {
+        let mut targets: BTreeSet<i32> = strays(&groups).into_keys().collect();
+        if signal == Signal::SIGKILL {
+            let seen = self.strays_seen.lock().unwrap_or_else(|e| e.into_inner());
+            let leaders: BTreeSet<i32> = groups.iter().map(|(_, pid)| *pid).collect();
+            targets.extend(seen.iter().filter(|(_, leader)| leaders.contains(leader)).map(|(pid, _)| *pid));
+        }
+        for pid in targets {
             let _ = kill(Pid::from_raw(pid), signal);
         }
         for (_, pgid) in &groups {
@@ -200,21 +210,22 @@ async fn forward_lines(sandbox: Arc<Sandbox>, stream: impl AsyncRead + Unpin, so
     }
 }
 
-/// Descendants of the `groups` leaders that live in another process group.
-fn strays(groups: &[(String, i32)]) -> BTreeSet<i32> {
+/// Descendants of the `groups` leaders that live in another process group, mapped to the
+/// leader they descend from.
+fn strays(groups: &[(String, i32)]) -> BTreeMap<i32, i32> {
     let table = proc_table();
     let leaders: BTreeSet<i32> = groups.iter().map(|(_, pid)| *pid).collect();
-    let mut found = BTreeSet::new();
-    let mut frontier: Vec<i32> = leaders.iter().copied().collect();
-    while let Some(parent) = frontier.pop() {
+    let mut found = BTreeMap::new();
+    let mut frontier: Vec<(i32, i32)> = leaders.iter().map(|&pid| (pid, pid)).collect();
+    while let Some((parent, leader)) = frontier.pop() {
         for (&pid, &(ppid, _)) in &table {
-            if ppid == parent && !found.contains(&pid) && !leaders.contains(&pid) {
-                found.insert(pid);
-                frontier.push(pid);
+            if ppid == parent && !found.contains_key(&pid) && !leaders.contains(&pid) {
+                found.insert(pid, leader);
+                frontier.push((pid, leader));
             }
         }
     }
-    found.retain(|pid| table.get(pid).is_some_and(|(_, pgid)| !leaders.contains(pgid)));
+    found.retain(|pid, _| table.get(pid).is_some_and(|(_, pgid)| !leaders.contains(pgid)));
     found
 }
 
