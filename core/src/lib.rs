@@ -3,6 +3,7 @@
 
 pub mod egress;
 pub mod enforce;
+pub mod integrity;
 pub mod policy;
 #[allow(unsafe_code)]
 mod sys;

@@ -1,0 +1,120 @@
+//! Opening and hashing one regular file without following links or blocking on special files.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use sha2::Digest as _;
+
+use super::DigestAlgorithm;
+
+/// Files at least this large are hashed with BLAKE3's multi-threaded tree hashing.
+const PARALLEL_THRESHOLD: usize = 1 << 20;
+const BUFFER_SIZE: usize = 1 << 20;
+
+/// The result of hashing one file.
+#[derive(Debug)]
+pub(crate) struct Hashed {
+    pub digest: Vec<u8>,
+    /// The file's metadata from `fstat` before reading.
+    pub before: Metadata,
+    /// Whether size, mtime or ctime differed after reading from before reading.
+    pub changed_while_reading: bool,
+}
+
+/// Why a path could not be hashed.
+#[derive(Debug)]
+pub(crate) enum HashFailure {
+    /// The path is no longer the regular file `lstat` saw (replaced between `lstat` and `open`).
+    Replaced,
+    Io(&'static str, io::Error),
+}
+
+/// Opens `path` with `O_NOFOLLOW | O_NONBLOCK`, checks with `fstat` that it is the regular file
+/// `expected` describes, hashes it, and compares the metadata again afterwards.
+pub(crate) fn hash_file(path: &Path, expected: &Metadata, algorithm: DigestAlgorithm) -> Result<Hashed, HashFailure> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            // A symbolic link or special file took the regular file's place.
+            Some(libc::ELOOP) | Some(libc::ENXIO) => HashFailure::Replaced,
+            _ => HashFailure::Io("open", error),
+        })?;
+
+    let before = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
+    if !before.is_file() || before.ino() != expected.ino() || before.dev() != expected.dev() {
+        return Err(HashFailure::Replaced);
+    }
+
+    let digest = read_digest(&mut file, algorithm, before.size()).map_err(|error| HashFailure::Io("read", error))?;
+
+    let after = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
+    let changed_while_reading = after.size() != before.size()
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec()
+        || after.ctime() != before.ctime()
+        || after.ctime_nsec() != before.ctime_nsec();
+    Ok(Hashed { digest, before, changed_while_reading })
+}
+
+fn read_digest(file: &mut File, algorithm: DigestAlgorithm, size: u64) -> io::Result<Vec<u8>> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; BUFFER_SIZE]);
+    }
+
+    BUFFER.with(|buffer| {
+        let buffer = &mut buffer.borrow_mut()[..];
+        match algorithm {
+            DigestAlgorithm::Blake3 => {
+                let mut hasher = blake3::Hasher::new();
+                let parallel = size >= PARALLEL_THRESHOLD as u64;
+                read_chunks(file, buffer, |chunk| {
+                    if parallel {
+                        hasher.update_rayon(chunk);
+                    } else {
+                        hasher.update(chunk);
+                    }
+                })?;
+                Ok(hasher.finalize().as_bytes().to_vec())
+            }
+            DigestAlgorithm::Sha256 => {
+                let mut hasher = sha2::Sha256::new();
+                read_chunks(file, buffer, |chunk| hasher.update(chunk))?;
+                Ok(hasher.finalize().to_vec())
+            }
+        }
+    })
+}
+
+/// Reads `file` to its end, passing each filled buffer to `consume`.
+fn read_chunks(file: &mut File, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> io::Result<()> {
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match file.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        consume(&buffer[..filled]);
+        if filled < buffer.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// The digest of `bytes`, for tests and callers that hash content they already hold.
+pub fn digest_bytes(algorithm: DigestAlgorithm, bytes: &[u8]) -> Vec<u8> {
+    match algorithm {
+        DigestAlgorithm::Blake3 => blake3::hash(bytes).as_bytes().to_vec(),
+        DigestAlgorithm::Sha256 => sha2::Sha256::digest(bytes).to_vec(),
+    }
+}
