@@ -1,0 +1,140 @@
+//! The launch sequence: load the policy, resolve the command, prepare enforcement, report it,
+//! apply it, execute the command in place.
+
+use std::convert::Infallible;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use palisade_core::enforce::{EnforceError, Prepared};
+use palisade_core::policy::{self, FailureMode, LoadedPolicy};
+use palisade_core::telemetry::{attributes, names, Event, Resource, Severity, Telemetry};
+
+use crate::args::Invocation;
+use crate::command;
+use crate::error::WrapError;
+
+/// Default bound on exporting the launch events, in milliseconds.
+const DEFAULT_TELEMETRY_TIMEOUT_MS: u64 = 500;
+
+/// Runs the launch sequence; returns only when the command could not be started.
+pub fn run(invocation: Invocation) -> WrapError {
+    match launch(invocation) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    }
+}
+
+fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
+    let policy_path = policy::locate(invocation.policy.as_deref())?;
+    let loaded = policy::load(&policy_path)?;
+
+    // A missing or non-executable command is reported before anything is enforced.
+    let program = command::resolve(&invocation.command[0])?;
+    let command_args: Vec<String> = invocation.command.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+
+    let telemetry = telemetry();
+    let timeout = telemetry_timeout();
+
+    let prepared = Prepared::new(&loaded.policy).and_then(|prepared| prepared.check_strict().map(|()| prepared));
+    let prepared = match prepared {
+        Ok(prepared) => Some(prepared),
+        Err(error) => {
+            fail(&telemetry, &loaded, error, &command_args, timeout)?;
+            None
+        }
+    };
+
+    if let Some(prepared) = prepared {
+        // The event goes out before the filter is installed, so that exporting it is not subject
+        // to the workload's own allow-lists; prepare already settled what apply puts in force.
+        telemetry.emit(prepared.report().to_event(&loaded, &command_args));
+        let _ = telemetry.shutdown(timeout);
+
+        if let Err(error) = prepared.apply() {
+            let stderr = Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr());
+            fail(&stderr, &loaded, error, &command_args, timeout)?;
+        }
+    }
+
+    let error = Command::new(&program).arg0(&invocation.command[0]).args(&invocation.command[1..]).exec();
+    Err(exec_error(program, error))
+}
+
+/// Reports an enforcement failure; returns the error unless the policy says to fail open.
+fn fail(
+    telemetry: &Telemetry,
+    loaded: &LoadedPolicy,
+    error: EnforceError,
+    command_args: &[String],
+    timeout: Duration,
+) -> Result<(), WrapError> {
+    let fail_open = loaded.policy.spec.failure_mode == FailureMode::Open;
+    let outcome = if fail_open {
+        "running the command unprotected (failureMode: open)"
+    } else {
+        "not starting the command (failureMode: closed)"
+    };
+    telemetry.emit(
+        Event::new(names::POLICY_FAILED, Severity::Error)
+            .with_body(format!("policy {} cannot be enforced: {error}; {outcome}", loaded.policy.name()))
+            .with(attributes::POLICY_NAME, loaded.policy.name())
+            .with(attributes::POLICY_HASH, loaded.hash.as_str())
+            .with(attributes::ERROR_TYPE, error_type(&error))
+            .with(attributes::REASON, error.to_string())
+            .with(attributes::PROCESS_COMMAND_ARGS, command_args.to_vec()),
+    );
+    let _ = telemetry.shutdown(timeout);
+
+    if fail_open {
+        eprintln!("palisade-wrap: {error}; {outcome}");
+        Ok(())
+    } else {
+        Err(WrapError::Enforce(error))
+    }
+}
+
+fn error_type(error: &EnforceError) -> &'static str {
+    match error {
+        EnforceError::StrictUnmet(_) => "strict_unmet",
+        EnforceError::ExecveDenied => "execve_denied",
+        EnforceError::PolicyPath { .. } => "policy_path",
+        EnforceError::LandlockRuleset(_) | EnforceError::LandlockNotEnforced => "landlock",
+        EnforceError::SeccompCompile(_) | EnforceError::SeccompInstall(_) | EnforceError::Profile { .. } => "seccomp",
+        EnforceError::UnsupportedArchitecture(_) => "architecture",
+        EnforceError::NoNewPrivs(_) => "no_new_privs",
+    }
+}
+
+fn exec_error(program: std::path::PathBuf, error: std::io::Error) -> WrapError {
+    match error.raw_os_error() {
+        Some(libc_enoent) if libc_enoent == nix::errno::Errno::ENOENT as i32 => WrapError::NotFound(program),
+        Some(errno) if errno == nix::errno::Errno::EACCES as i32 => WrapError::NotExecutable {
+            path: program,
+            reason: format!("{error}; if the policy confines it, add it to spec.process.execute"),
+        },
+        _ => WrapError::NotExecutable { path: program, reason: error.to_string() },
+    }
+}
+
+/// The launcher's telemetry: OTLP when an endpoint is configured, JSON lines on stderr otherwise.
+/// A telemetry configuration error falls back to stderr and says so, because it must not keep the
+/// workload from starting.
+fn telemetry() -> Telemetry {
+    let resource = Resource::detect("palisade-wrap");
+    match Telemetry::from_env(resource.clone(), telemetry_timeout()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("palisade-wrap: {error}; writing events to stderr instead");
+            Telemetry::json_lines(resource, std::io::stderr())
+        }
+    }
+}
+
+fn telemetry_timeout() -> Duration {
+    let millis = std::env::var("PALISADE_TELEMETRY_TIMEOUT_MS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(DEFAULT_TELEMETRY_TIMEOUT_MS);
+    Duration::from_millis(millis)
+}
