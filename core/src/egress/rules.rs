@@ -34,6 +34,10 @@ pub enum Reason {
     /// The address is special-purpose (loopback, private, link-local ...) and no allow rule's
     /// CIDR contains it.
     SpecialPurpose(&'static str),
+    /// The address is one the proxy listens on (set by the proxy, not by the engine).
+    ProxyItself,
+    /// The name could not be resolved (set by the proxy, not by the engine).
+    LookupFailed,
 }
 
 impl Reason {
@@ -42,6 +46,8 @@ impl Reason {
             Self::Rule => "rule",
             Self::Default => "default",
             Self::SpecialPurpose(class) => class,
+            Self::ProxyItself => "proxy-itself",
+            Self::LookupFailed => "lookup-failed",
         }
     }
 }
@@ -130,7 +136,12 @@ impl RuleSet {
         // `*.example.com` matches names with at least one label before `example.com`.
         let parents = name.match_indices('.').map(|(dot, _)| &name[dot + 1..]);
         let wildcard = parents.filter_map(|parent| self.wildcard.get(parent)).flatten();
-        exact.chain(wildcard).copied().filter(|index| self.rules[*index].matches_port(port)).min().map(|index| &self.rules[index])
+        exact
+            .chain(wildcard)
+            .copied()
+            .filter(|index| self.rules[*index].matches_port(port))
+            .min()
+            .map(|index| &self.rules[index])
     }
 
     /// The first rule whose CIDRs contain `address` and whose ports include `port`.
@@ -212,7 +223,8 @@ impl Engine {
 
     /// Decides a connection to `address`, reached through `name` when the client sent a name.
     pub fn check_address(&self, name: Option<&str>, address: IpAddr, port: u16) -> Verdict {
-        let deny = name.and_then(|name| self.deny.match_name(name, port)).or_else(|| self.deny.match_address(address, port));
+        let deny =
+            name.and_then(|name| self.deny.match_name(name, port)).or_else(|| self.deny.match_address(address, port));
         if let Some(rule) = deny {
             return Verdict::rule(Action::Deny, rule);
         }

@@ -79,3 +79,5 @@ pub const INTEGRITY_ENTRIES_CHECKED: &str = "palisade.integrity.entries_checked"
 pub const INTEGRITY_CHANGES: &str = "palisade.integrity.changes";
 pub const INTEGRITY_ERRORS: &str = "palisade.integrity.errors";
 pub const INTEGRITY_WATCH_BACKEND: &str = "palisade.integrity.watch_backend";
+/// Whether audit mode let through a connection that enforce mode would have denied.
+pub const EGRESS_AUDITED: &str = "palisade.egress.audited";

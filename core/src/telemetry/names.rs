@@ -12,3 +12,9 @@ pub const INTEGRITY_CHANGED: &str = "palisade.integrity.changed";
 pub const INTEGRITY_COVERAGE_LOST: &str = "palisade.integrity.coverage_lost";
 /// Cumulative counter values, written only by the JSON lines exporter.
 pub const METRICS: &str = "palisade.metrics";
+
+/// Counter of egress decisions, by `palisade.decision` and `palisade.policy.mode`.
+pub const EGRESS_DECISIONS: &str = "palisade.egress.decisions";
+/// Counter of proxy requests and connections rejected before a policy decision, by
+/// `palisade.reason` (`connection-limit`, `header-too-large`, `header-timeout`, `bad-request`).
+pub const EGRESS_REJECTED: &str = "palisade.egress.rejected";

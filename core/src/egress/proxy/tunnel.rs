@@ -1,0 +1,144 @@
+//! `CONNECT` tunnels.
+
+use std::io;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::client::{write_error, ClientConnection};
+use super::head::RequestHead;
+use super::report::{self, DecisionRecord};
+use super::route::{self, Refusal};
+use super::Shared;
+use crate::egress::{Action, Reason, Verdict};
+
+/// Bytes copied per read inside a tunnel. The buffer exists only while data flows, so an idle
+/// tunnel holds no copy buffer.
+const COPY_CHUNK: usize = 16 * 1024;
+
+/// Decides a `CONNECT` request and, when allowed, relays bytes both ways until either side
+/// closes.
+pub(super) async fn run(shared: &Shared, connection: ClientConnection, head: RequestHead) {
+    let started = Instant::now();
+    let engine = shared.policy.engine();
+    let authority = head.target.authority();
+    let ClientConnection { reader, mut writer, address: client } = connection;
+    let mut record = DecisionRecord {
+        client,
+        method: &head.method,
+        authority,
+        address: None,
+        verdict: Verdict { action: Action::Deny, rule: None, reason: Reason::Default },
+        mode: engine.mode(),
+        audited: false,
+        policy_hash: engine.policy_hash(),
+        status: None,
+        bytes_sent: 0,
+        bytes_received: 0,
+        started,
+        error_type: None,
+    };
+
+    let route = match route::route(shared, &engine, authority).await {
+        Ok(route) => route,
+        Err(Refusal { status, verdict, address, message }) => {
+            record.verdict = verdict;
+            record.address = address;
+            record.status = Some(status.as_u16());
+            report::decision(&shared.telemetry, &record);
+            let _ = write_error(&mut writer, status, &message).await;
+            return;
+        }
+    };
+    record.verdict = route.verdict;
+    record.address = Some(route.address);
+    record.audited = route.audited;
+
+    let upstream = match tokio::time::timeout(shared.limits.connect_timeout, TcpStream::connect(route.address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, address = %route.address, "upstream connect failed");
+            record.status = Some(502);
+            record.error_type = Some("connect_failed");
+            report::decision(&shared.telemetry, &record);
+            let _ = write_error(
+                &mut writer,
+                StatusCode::BAD_GATEWAY,
+                &format!("failed to connect to {}: {error}", route.address),
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            record.status = Some(504);
+            record.error_type = Some("connect_timeout");
+            report::decision(&shared.telemetry, &record);
+            let _ = write_error(
+                &mut writer,
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("connecting to {} timed out", route.address),
+            )
+            .await;
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+
+    if let Err(error) = writer.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await {
+        tracing::debug!(%error, "client went away before the tunnel opened");
+        return;
+    }
+    record.status = Some(200);
+
+    let (client_read, leftover) = reader.into_parts();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let (sent, received) =
+        tokio::join!(copy(client_read, upstream_write, leftover), copy(upstream_read, writer, Bytes::new()),);
+    record.bytes_sent = sent;
+    record.bytes_received = received;
+    report::decision(&shared.telemetry, &record);
+}
+
+/// Copies `first` and then everything `from` yields to `to`, and shuts down `to`'s write side at
+/// the end of stream. Returns the bytes copied.
+async fn copy(from: OwnedReadHalf, mut to: OwnedWriteHalf, first: Bytes) -> u64 {
+    let mut copied = 0u64;
+    if !first.is_empty() {
+        if to.write_all(&first).await.is_err() {
+            return copied;
+        }
+        copied += first.len() as u64;
+    }
+
+    loop {
+        if from.readable().await.is_err() {
+            break;
+        }
+        let mut buffer = vec![0u8; COPY_CHUNK];
+        match read_ready(&from, &mut buffer) {
+            Ok(Some(0)) | Err(_) => break,
+            Ok(Some(length)) => {
+                if to.write_all(&buffer[..length]).await.is_err() {
+                    break;
+                }
+                copied += length as u64;
+            }
+            Ok(None) => continue,
+        }
+    }
+    let _ = to.shutdown().await;
+    copied
+}
+
+/// Reads what is ready without waiting: `Ok(None)` when nothing was.
+fn read_ready(from: &OwnedReadHalf, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+    match from.try_read(buffer) {
+        Ok(length) => Ok(Some(length)),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(error) => Err(error),
+    }
+}
