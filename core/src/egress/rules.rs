@@ -151,6 +151,13 @@ impl RuleSet {
         })
     }
 
+    /// Whether a CIDR of any rule contains `address`, whatever the rule's ports.
+    fn names_address(&self, address: IpAddr) -> bool {
+        self.with_cidrs
+            .iter()
+            .any(|index| self.rules[*index].cidrs.iter().any(|network| network_contains(*network, address)))
+    }
+
     /// Whether any rule with CIDRs applies to `port`.
     fn has_cidrs_for_port(&self, port: u16) -> bool {
         self.with_cidrs.iter().any(|index| self.rules[*index].matches_port(port))
@@ -160,10 +167,11 @@ impl RuleSet {
 /// The egress allow-list of one policy, compiled for matching.
 ///
 /// Decisions, in order: a deny rule that matches the name or the address wins; a special-purpose
-/// address is denied unless an allow rule's CIDR contains it; an allow rule that matches the name
-/// or the address allows; otherwise `egress.default` applies. A host rule alone never allows a
-/// special-purpose address, so a name that resolves to 10.0.0.5 needs a CIDR such as 10.0.0.0/8
-/// in some allow rule of the same policy.
+/// address is denied unless a CIDR of some allow rule contains it (whatever that rule's ports);
+/// an allow rule that matches the name or the address, and the port, allows; otherwise
+/// `egress.default` applies. So a host rule alone never reaches a special-purpose address: a
+/// name that resolves to 10.0.0.5 also needs a CIDR such as 10.0.0.0/8 in an allow rule of the
+/// same policy, and a rule with that CIDR and `ports: [1]` names the range without opening it.
 #[derive(Debug)]
 pub struct Engine {
     mode: Mode,
@@ -229,16 +237,14 @@ impl Engine {
             return Verdict::rule(Action::Deny, rule);
         }
 
-        let by_address = self.allow.match_address(address, port);
         if let Some(class) = special_purpose(address) {
-            return match by_address {
-                Some(rule) => Verdict::rule(Action::Allow, rule),
-                None => Verdict { action: Action::Deny, rule: None, reason: Reason::SpecialPurpose(class) },
-            };
+            if !self.allow.names_address(address) {
+                return Verdict { action: Action::Deny, rule: None, reason: Reason::SpecialPurpose(class) };
+            }
         }
 
         let by_name = name.and_then(|name| self.allow.match_name(name, port));
-        match by_name.or(by_address) {
+        match by_name.or_else(|| self.allow.match_address(address, port)) {
             Some(rule) => Verdict::rule(Action::Allow, rule),
             None => self.default_verdict(),
         }

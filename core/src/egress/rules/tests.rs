@@ -69,6 +69,25 @@ fn special_purpose_needs_cidr_rule() {
 }
 
 #[test]
+fn host_rule_reaches_named_special_range() {
+    let engine = engine(
+        "    allow:
+      - id: api
+        hosts: [api.internal]
+      - id: lab
+        cidrs: [10.0.0.0/8]
+        ports: [1]
+",
+    );
+    let verdict = address_verdict(&engine, Some("api.internal"), "10.1.2.3", 443);
+    assert_eq!(verdict.rule.as_deref(), Some("api"));
+    assert!(verdict.is_allowed());
+    // The CIDR names the range, but its rule opens only port 1.
+    assert_eq!(address_verdict(&engine, None, "10.1.2.3", 443).reason, Reason::Default);
+    assert!(address_verdict(&engine, Some("api.internal"), "192.168.1.1", 443).reason != Reason::Rule);
+}
+
+#[test]
 fn unknown_name_denied_without_lookup() {
     let engine = engine("    allow:\n      - hosts: [api.example.com]\n");
     assert_eq!(
