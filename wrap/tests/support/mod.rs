@@ -112,3 +112,12 @@ pub fn real_executable(program: &str, print_path: &[&str]) -> PathBuf {
     let path = String::from_utf8(output.stdout).expect("UTF-8 path").trim().to_owned();
     std::fs::canonicalize(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
