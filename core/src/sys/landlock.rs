@@ -1,4 +1,4 @@
-//! Raw system calls that no safe wrapper covers.
+//! Landlock ABI detection.
 
 #![allow(unsafe_code)]
 
