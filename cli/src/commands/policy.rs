@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use palisade_core::enforce::Prepared;
+use palisade_core::enforce::{Prepared, SeccompPlan};
 use palisade_core::policy::{self, EgressRule, LoadedPolicy, Policy};
 
 /// Exit status for a policy that does not parse or validate.
@@ -29,12 +29,22 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the policy's seccomp filter as raw BPF (an array of struct sock_filter), as bwrap
+    /// --seccomp and other sandboxes load it.
+    Compile {
+        /// The policy file.
+        file: PathBuf,
+        /// Where to write the BPF program.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 pub fn run(command: PolicyCommand) -> ExitCode {
     match command {
         PolicyCommand::Check { file, json } => check(file, json),
         PolicyCommand::Explain { file, json } => explain(file, json),
+        PolicyCommand::Compile { file, output } => compile(&file, &output),
     }
 }
 
@@ -147,6 +157,28 @@ fn describe_rule(rule: &EgressRule) -> String {
         format!("ports {}", rule.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
     };
     format!("{} on {ports}", destinations.join(", "))
+}
+
+fn compile(file: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    let loaded = match load(file) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let plan = match SeccompPlan::build(&loaded.policy.spec.syscalls, loaded.policy.spec.mode) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("palisade: {}: {error}", file.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+
+    let bytes = plan.to_bytes();
+    if let Err(error) = std::fs::write(output, &bytes) {
+        eprintln!("palisade: cannot write {}: {error}", output.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{}: {} BPF instructions ({} bytes)", output.display(), plan.filter_length(), bytes.len());
+    ExitCode::SUCCESS
 }
 
 fn explain(file: PathBuf, json: bool) -> ExitCode {
