@@ -98,7 +98,33 @@ pub(crate) fn scan_reusing(
     let walker = Walker { scope, exclude: scope.exclude_set()?, options, mounts: MountTable::read(), reuse };
 
     let outcomes: Vec<Outcome> = scope.roots.par_iter().flat_map_iter(|root| walker.visit_root(root)).collect();
+    Ok(collect(outcomes))
+}
 
+/// Records the entries at the given paths: each path alone, or with everything below it when
+/// its flag is set. Paths must lie in the scope's roots; missing paths have no entries.
+pub(crate) fn scan_paths(scope: &Scope, options: &ScanOptions, paths: &[(PathBuf, bool)]) -> Result<Scan, IntegrityError> {
+    let walker = Walker { scope, exclude: scope.exclude_set()?, options, mounts: MountTable::read(), reuse: None };
+    let outcomes: Vec<Outcome> = paths
+        .par_iter()
+        .filter(|(path, _)| scope.contains(path) && !walker.is_excluded(path))
+        .flat_map_iter(|(path, recursive)| {
+            let physical = under_prefix(options.prefix.as_deref(), path);
+            match std::fs::symlink_metadata(&physical) {
+                Ok(metadata) if *recursive => walker.visit(path.clone(), physical, metadata, None),
+                Ok(metadata) => match walker.record(path, &physical, &metadata) {
+                    Ok((entry, flags)) => vec![Outcome::Entry(entry, flags)],
+                    Err(error) => vec![Outcome::Error(error)],
+                },
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(error) => vec![Outcome::Error(EntryError { path: path.clone(), operation: "lstat", error })],
+            }
+        })
+        .collect();
+    Ok(collect(outcomes))
+}
+
+fn collect(outcomes: Vec<Outcome>) -> Scan {
     let mut scan = Scan::default();
     for outcome in outcomes {
         match outcome {
@@ -116,10 +142,15 @@ pub(crate) fn scan_reusing(
     }
     scan.entries.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
     scan.changed_while_reading.sort();
-    Ok(scan)
+    scan
 }
 
 impl Walker<'_> {
+    /// Whether `path` or a directory above it (inside its root) matches an exclude glob.
+    fn is_excluded(&self, path: &Path) -> bool {
+        path.ancestors().take_while(|ancestor| self.scope.contains(ancestor)).any(|ancestor| self.exclude.is_match(ancestor))
+    }
+
     fn visit_root(&self, root: &Path) -> Vec<Outcome> {
         let physical = under_prefix(self.options.prefix.as_deref(), root);
         match std::fs::symlink_metadata(&physical) {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -85,4 +85,81 @@ fn read_xattr(path: &CString, name: &CString) -> io::Result<Option<Vec<u8>>> {
             _ => return Err(error),
         }
     }
+}
+
+/// Creates a fanotify group that reports events with the parent directory's file handle and
+/// the entry name (`FAN_REPORT_DFID_NAME`), non-blocking. Needs `CAP_SYS_ADMIN`.
+pub fn fanotify_init() -> io::Result<OwnedFd> {
+    let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_REPORT_DFID_NAME;
+    let event_flags = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as libc::c_uint;
+    // SAFETY: fanotify_init takes only flag values and returns a new descriptor or -1.
+    let fd = unsafe { libc::fanotify_init(flags, event_flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds a filesystem mark for `mask` on the filesystem containing `path`.
+pub fn fanotify_mark_filesystem(group: BorrowedFd<'_>, path: &Path, mask: u64) -> io::Result<()> {
+    let c_path = c_path(path)?;
+    let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM;
+    // SAFETY: `group` is a valid fanotify descriptor and `c_path` a NUL-terminated string that
+    // outlives the call.
+    let result = unsafe { libc::fanotify_mark(group.as_raw_fd(), flags, mask, libc::AT_FDCWD, c_path.as_ptr()) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The filesystem id (`f_fsid` of `statfs`) of the filesystem containing `path`, as fanotify
+/// reports it in events.
+pub fn filesystem_id(path: &Path) -> io::Result<[i32; 2]> {
+    let c_path = c_path(path)?;
+    // SAFETY: `statfs` is plain old data, so all zero bytes is a valid value.
+    let mut buffer: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `buffer` is a writable statfs.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut buffer) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fsid_t` is `#[repr(C)]` around `[c_int; 2]` (its field is private in libc), so it
+    // has the same size and layout as `[i32; 2]`.
+    Ok(unsafe { std::mem::transmute::<libc::fsid_t, [i32; 2]>(buffer.f_fsid) })
+}
+
+/// Opens the object a file handle from a fanotify event refers to, with `O_PATH`. `handle` is
+/// a `struct file_handle` as the event carries it: handle_bytes, handle_type, then the bytes.
+pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
+    if handle.len() < 8 {
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
+    }
+    // Copy into 4-byte aligned storage: the kernel reads `struct file_handle` with int fields.
+    let mut aligned = vec![0u32; handle.len().div_ceil(4)];
+    for (index, byte) in handle.iter().enumerate() {
+        let word = &mut aligned[index / 4];
+        let mut bytes = word.to_ne_bytes();
+        bytes[index % 4] = *byte;
+        *word = u32::from_ne_bytes(bytes);
+    }
+    let declared = aligned[0] as usize;
+    if 8 + declared > handle.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
+    }
+    // SAFETY: `aligned` holds a complete `struct file_handle` (header plus `handle_bytes` bytes,
+    // checked above), is suitably aligned and outlives the call; `mount` is a valid descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount.as_raw_fd(),
+            aligned.as_mut_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the system call returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
