@@ -189,8 +189,12 @@ pub(crate) async fn run(
         json!({ "requestId": request_id, "status": status.as_str(), "errorType": error_type, "durationMs": duration_ms }),
     );
 
+    // NOTE: the documentation does not say whether an oversized response resets the sandbox;
+    // the runtime stays healthy, so the emulator keeps it.
+    let too_large = matches!(result, Some(RuntimeResult::TooLarge));
     let reset = match status {
         Status::Success => None,
+        Status::Error if too_large => None,
         Status::Timeout => Some(ShutdownReason::Timeout),
         Status::Failure | Status::Error => Some(ShutdownReason::Failure),
     };
