@@ -117,8 +117,11 @@ impl ClientReader {
     }
 
     /// Gives up the reader, returning the socket and any bytes read past the last request head.
+    ///
+    /// The bytes are copied out so that the read buffer is freed: a long-lived tunnel keeps only
+    /// what the client sent early.
     pub(super) fn into_parts(self) -> (OwnedReadHalf, Bytes) {
-        (self.read, self.buffer.freeze())
+        (self.read, Bytes::copy_from_slice(&self.buffer))
     }
 }
 

@@ -113,6 +113,7 @@ async fn copy(from: OwnedReadHalf, mut to: OwnedWriteHalf, first: Bytes) -> u64 
         }
         copied += first.len() as u64;
     }
+    drop(first);
 
     loop {
         if from.readable().await.is_err() {
