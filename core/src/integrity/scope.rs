@@ -92,6 +92,8 @@ fn normalise(path: &Path) -> Result<PathBuf, IntegrityError> {
 }
 
 /// Maps a path of the checked namespace to the path that reaches it through `prefix`.
+// NOTE: a symbolic link among the root's own components inside the prefix is followed by the
+// kernel, and an absolute target escapes the prefix; openat2 with RESOLVE_IN_ROOT would not.
 pub(crate) fn under_prefix(prefix: Option<&Path>, path: &Path) -> PathBuf {
     match prefix {
         Some(prefix) => prefix.join(path.strip_prefix("/").unwrap_or(path)),
