@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
-use super::{accepted, error_response, json_response, ApiRequest, HttpResponse};
+use super::{accepted, error_response, json_response, ApiError, ApiRequest, HttpResponse};
 use crate::record::RecordKind;
 use crate::state::{Agent, AgentStatus, Delivery, EventType, Extension, Phase, Sandbox, MAX_EXTENSIONS};
 use crate::telemetry::platform_event;
@@ -25,29 +25,36 @@ fn forbidden(error_type: &str, message: &str) -> HttpResponse {
     error_response(StatusCode::FORBIDDEN, error_type, message)
 }
 
+fn forbidden_error(error_type: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, error_type, message)
+}
+
 /// Checks the `Lambda-Extension-Identifier` header; returns the registered extension's id and
 /// name, or the error response.
-pub(crate) fn identify(sandbox: &Sandbox, request: &ApiRequest) -> Result<(String, String), HttpResponse> {
+pub(crate) fn identify(sandbox: &Sandbox, request: &ApiRequest) -> Result<(String, String), ApiError> {
     let Some(id) = request.header(IDENTIFIER_HEADER).filter(|v| !v.is_empty()) else {
-        return Err(forbidden("Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header"));
+        return Err(forbidden_error(
+            "Extension.MissingExtensionIdentifier",
+            "Missing Lambda-Extension-Identifier header",
+        ));
     };
     if uuid::Uuid::parse_str(id).is_err() {
-        return Err(forbidden("Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier"));
+        return Err(forbidden_error("Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier"));
     }
     match sandbox.lock().extension_by_id(id) {
         Some(extension) => Ok((extension.id.clone(), extension.name.clone())),
-        None => Err(forbidden("Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier")),
+        None => Err(forbidden_error("Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier")),
     }
 }
 
-fn parse_events(body: &[u8]) -> Result<Vec<String>, HttpResponse> {
+fn parse_events(body: &[u8]) -> Result<Vec<String>, ApiError> {
     let value: Value =
-        serde_json::from_slice(body).map_err(|error| forbidden("InvalidRequestFormat", &error.to_string()))?;
+        serde_json::from_slice(body).map_err(|error| forbidden_error("InvalidRequestFormat", error.to_string()))?;
     if !value.is_object() {
-        return Err(forbidden("InvalidRequestFormat", "the request body should be a JSON object"));
+        return Err(forbidden_error("InvalidRequestFormat", "the request body should be a JSON object"));
     }
     if value["configurationKeys"].as_array().is_some_and(|keys| !keys.is_empty()) {
-        return Err(forbidden(
+        return Err(forbidden_error(
             "InvalidRequestFormat",
             "configurationKeys are deprecated; use environment variables instead",
         ));
@@ -59,10 +66,10 @@ fn parse_events(body: &[u8]) -> Result<Vec<String>, HttpResponse> {
             .map(|item| {
                 item.as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| forbidden("InvalidRequestFormat", "events should be an array of strings"))
+                    .ok_or_else(|| forbidden_error("InvalidRequestFormat", "events should be an array of strings"))
             })
             .collect(),
-        _ => Err(forbidden("InvalidRequestFormat", "events should be an array of strings")),
+        _ => Err(forbidden_error("InvalidRequestFormat", "events should be an array of strings")),
     }
 }
 
@@ -74,7 +81,7 @@ pub(crate) fn register(sandbox: &Arc<Sandbox>, request: &ApiRequest) -> (HttpRes
     let subject = Some(name.clone());
     let names = match parse_events(&request.body) {
         Ok(names) => names,
-        Err(response) => return (response, subject),
+        Err(error) => return (error.into_response(), subject),
     };
 
     let (response, events) = {
@@ -171,7 +178,7 @@ pub(crate) fn register(sandbox: &Arc<Sandbox>, request: &ApiRequest) -> (HttpRes
 pub(crate) async fn next(sandbox: &Arc<Sandbox>, request: &ApiRequest) -> (HttpResponse, Option<String>) {
     let (id, name) = match identify(sandbox, request) {
         Ok(found) => found,
-        Err(response) => return (response, None),
+        Err(error) => return (error.into_response(), None),
     };
     let subject = Some(name.clone());
     let notify = {
@@ -233,7 +240,7 @@ pub(crate) fn report_error(
 ) -> (HttpResponse, Option<String>) {
     let (id, name) = match identify(sandbox, request) {
         Ok(found) => found,
-        Err(response) => return (response, None),
+        Err(error) => return (error.into_response(), None),
     };
     let subject = Some(name.clone());
     let Some(error_type) = request.header(ERROR_TYPE_HEADER).filter(|v| !v.is_empty()).map(str::to_owned) else {

@@ -150,6 +150,24 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
     response
 }
 
+/// An error response before it is rendered; small enough to return in a `Result`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+        Self { status, error_type, message: message.into() }
+    }
+
+    pub(crate) fn into_response(self) -> HttpResponse {
+        error_response(self.status, self.error_type, &self.message)
+    }
+}
+
 /// The error body shape of the Runtime and Extensions APIs.
 pub(crate) fn error_response(status: StatusCode, error_type: &str, message: &str) -> HttpResponse {
     json_response(status, &json!({ "errorMessage": message, "errorType": error_type }))

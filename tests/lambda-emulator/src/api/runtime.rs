@@ -12,7 +12,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use super::{accepted, error_response, ApiRequest, HttpResponse};
+use super::{accepted, error_response, ApiError, ApiRequest, HttpResponse};
 use crate::record::RecordKind;
 use crate::state::{AgentStatus, Delivery, Phase, RuntimeInvoke, RuntimeResult, Sandbox};
 
@@ -23,10 +23,6 @@ const ERROR_TYPE_HEADER: &str = "Lambda-Runtime-Function-Error-Type";
 
 fn invalid_state(message: &str) -> HttpResponse {
     error_response(StatusCode::FORBIDDEN, "InvalidStateTransition", message)
-}
-
-fn invalid_request_id() -> HttpResponse {
-    error_response(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
 }
 
 /// `GET /runtime/invocation/next`: marks the runtime ready and long-polls for the next invoke.
@@ -105,8 +101,8 @@ pub(crate) fn response(sandbox: &Arc<Sandbox>, request_id: &str, request: &ApiRe
         RuntimeResult::Response(request.body.clone())
     };
     let too_large = matches!(result, RuntimeResult::TooLarge);
-    if let Err(response) = finish_invoke(sandbox, request_id, result) {
-        return response;
+    if let Err(error) = finish_invoke(sandbox, request_id, result) {
+        return error.into_response();
     }
     sandbox.record(
         RecordKind::RuntimeResponse,
@@ -130,8 +126,8 @@ pub(crate) fn error(sandbox: &Arc<Sandbox>, request_id: &str, request: &ApiReque
     // is missing; the emulator reports "Unhandled", as Lambda does for an unhandled error.
     let error_type = request.header(ERROR_TYPE_HEADER).unwrap_or("Unhandled").to_owned();
     let result = RuntimeResult::Error { error_type: error_type.clone(), body: request.body.clone() };
-    if let Err(response) = finish_invoke(sandbox, request_id, result) {
-        return response;
+    if let Err(error) = finish_invoke(sandbox, request_id, result) {
+        return error.into_response();
     }
     sandbox.record(
         RecordKind::RuntimeError,
@@ -142,14 +138,16 @@ pub(crate) fn error(sandbox: &Arc<Sandbox>, request_id: &str, request: &ApiReque
     accepted()
 }
 
-fn finish_invoke(sandbox: &Sandbox, request_id: &str, result: RuntimeResult) -> Result<(), HttpResponse> {
+fn finish_invoke(sandbox: &Sandbox, request_id: &str, result: RuntimeResult) -> Result<(), ApiError> {
     let mut state = sandbox.lock();
     let Some(invoke) = state.invoke.as_mut().filter(|i| i.request_id == request_id && i.delivered_to_runtime.is_some())
     else {
-        return Err(invalid_request_id());
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID"));
     };
     if invoke.result.is_some() {
-        return Err(invalid_state(
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
             "State transition from ResponseSent to ResponseSent failed for runtime: the invoke already has a result",
         ));
     }

@@ -19,7 +19,7 @@ use crate::telemetry::{parse_subscription, platform_event};
 pub(crate) fn subscribe(sandbox: &Arc<Sandbox>, request: &ApiRequest) -> (HttpResponse, Option<String>) {
     let (id, name) = match identify(sandbox, request) {
         Ok(found) => found,
-        Err(response) => return (response, None),
+        Err(error) => return (error.into_response(), None),
     };
     let subscription = match parse_subscription(&request.body, &sandbox.config.sandbox_hosts) {
         Ok(subscription) => subscription,
