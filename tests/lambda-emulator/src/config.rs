@@ -124,7 +124,7 @@ impl Config {
             ("LAMBDA_RUNTIME_DIR", "/var/runtime".to_owned()),
             ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".to_owned()),
             ("AWS_LAMBDA_LOG_GROUP_NAME", log_group),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]00000000000000000000000000000000".to_owned()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream_name(&self.function_version)),
         ];
         for (key, value) in runtime_only {
             // A variable set explicitly in the function environment wins.
@@ -147,4 +147,10 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Builds a log stream name shaped like Lambda's: `YYYY/MM/DD/[VERSION]` and 32 hex digits.
+fn log_stream_name(version: &str) -> String {
+    let date = crate::telemetry::format_time(std::time::SystemTime::now())[..10].replace('-', "/");
+    format!("{date}/[{version}]{}", uuid::Uuid::new_v4().simple())
 }

@@ -78,7 +78,7 @@ pub struct Emulator {
     runtime_api: SocketAddr,
     server: JoinHandle<()>,
     init: InitReport,
-    /// Serializes invokes; holds whether the next one is the first after init.
+    /// Serializes invokes. The flag is true until the first invoke after init.
     invoke_slot: tokio::sync::Mutex<bool>,
 }
 
@@ -123,7 +123,7 @@ impl Emulator {
 
     /// Sends one invoke and waits for the end of its Invoke phase. Concurrent calls queue up
     /// and run one at a time, as in one execution environment. A timeout or a failure resets
-    /// the sandbox: it is shut down with reason `timeout` or `failure` before this returns.
+    /// the sandbox, which is shut down with reason `timeout` or `failure` before this returns.
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeOutcome, Error> {
         let mut first = self.invoke_slot.lock().await;
         let init_duration = first.then_some(self.init.duration_ms);
@@ -151,12 +151,12 @@ impl Emulator {
         self.sandbox.telemetry.logs()
     }
 
-    /// Whether the sandbox processes are stopped right now.
+    /// Returns whether the sandbox processes are stopped right now.
     pub fn is_frozen(&self) -> bool {
         *self.sandbox.frozen.borrow()
     }
 
-    /// Whether the sandbox has been shut down (by [`Emulator::shutdown`] or by a reset).
+    /// Returns whether the sandbox has been shut down (by [`Emulator::shutdown`] or by a reset).
     pub fn is_shut_down(&self) -> bool {
         self.sandbox.lock().phase == Phase::Terminated
     }

@@ -58,9 +58,9 @@ impl ProcessTable {
         }
     }
 
-    /// Every started process group. A group outlives its leader when the leader's children keep
-    /// running, so groups of exited leaders are included; signalling an empty group fails with
-    /// ESRCH, which is ignored.
+    /// Lists every started process group. A group outlives its leader while the leader's
+    /// children run, so groups of exited leaders are included. Signalling an empty group fails
+    /// with ESRCH, which is ignored.
     fn all_groups(&self) -> Vec<(String, i32)> {
         self.list().into_iter().map(|p| (p.name, p.pid)).collect()
     }
@@ -93,7 +93,7 @@ impl ProcessTable {
     }
 
     /// Sends `signal` to the process group of every started process that `select` accepts, and
-    /// to their descendants outside it; returns the names of those whose leader was running.
+    /// to their descendants outside it. Returns the names of those whose leader was running.
     pub(crate) fn signal(&self, signal: Signal, select: impl Fn(&ProcessInfo) -> bool) -> Vec<String> {
         let chosen: Vec<ProcessInfo> = self.list().into_iter().filter(|p| select(p)).collect();
         let groups: Vec<(String, i32)> = chosen.iter().map(|p| (p.name.clone(), p.pid)).collect();

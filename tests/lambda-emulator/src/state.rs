@@ -46,7 +46,7 @@ pub(crate) enum EventType {
     Shutdown,
 }
 
-/// Where an agent (runtime or extension) stands in the Next protocol.
+/// State of an agent (runtime or extension) in the Next protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AgentStatus {
     /// Started or registered, has not called `/next` yet.
@@ -218,7 +218,7 @@ impl Sandbox {
         self.recorder.push(kind, subject, detail);
     }
 
-    /// Waits until `condition` holds or `deadline` passes; returns whether it holds.
+    /// Waits until `condition` is true or `deadline` passes, and returns the condition's value.
     pub(crate) async fn wait_until(
         &self,
         deadline: tokio::time::Instant,

@@ -127,7 +127,9 @@ async fn extensions_api_rejects_invalid_headers() {
     ]);
     assert_eq!(status, 400);
     let message = body["errorMessage"].as_str().unwrap();
-    assert!(message.contains("schemaVersion") && message.contains("protocol") && message.contains("host"), "{message}");
+    assert!(message.contains("schemaVersion"), "{message}");
+    assert!(message.contains("protocol"), "{message}");
+    assert!(message.contains("host"), "{message}");
 
     // The bash/curl extension itself got the documented register response and the events.
     let outcome = emulator.invoke(InvokeRequest::new("{}")).await.expect("invoke");

@@ -1,7 +1,7 @@
 //! The Rust `lambda_runtime` crate against the emulator.
 //!
-//! This test target runs without the libtest harness because it is two programs in one: run by
-//! `cargo test`, it starts the emulator with its own executable as the runtime command; started
+//! This test target runs without the libtest harness because it is two programs in one. Run by
+//! `cargo test`, it starts the emulator with its own executable as the runtime command. Started
 //! by the emulator (AWS_LAMBDA_RUNTIME_API is set), it is that runtime.
 
 mod common;
@@ -59,7 +59,8 @@ async fn lambda_runtime_runs_handler() {
     assert_eq!(body["arn"], "arn:aws:lambda:us-east-1:123456789012:function:palisade-test");
     let deadline = body["deadline"].as_u64().unwrap();
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    assert!(deadline > now_ms.saturating_sub(10_000) && deadline < now_ms + 3_000, "deadline {deadline}");
+    assert!(deadline > now_ms.saturating_sub(10_000), "deadline {deadline}");
+    assert!(deadline < now_ms + 3_000, "deadline {deadline}");
     assert!(body["xray"].as_str().unwrap().starts_with("Root=1-"), "{body}");
     assert_eq!(body["custom"], json!({"tenant": "t-1"}));
     assert_eq!(body["identity_id"], "id-7");

@@ -19,7 +19,8 @@ async fn sigkill_after_budget() {
 
     assert!(report.budget_exhausted, "{report:?}");
     assert_eq!(report.killed, vec!["stubborn".to_owned()]);
-    assert!(report.duration_ms >= 2_000.0 && report.duration_ms < 3_000.0, "{report:?}");
+    assert!(report.duration_ms >= 2_000.0, "{report:?}");
+    assert!(report.duration_ms < 3_000.0, "{report:?}");
 
     let record = emulator.record();
     let started = &record[position(&record, RecordKind::ShutdownStarted, None, any)];
@@ -29,7 +30,7 @@ async fn sigkill_after_budget() {
     let exited = &record[position(&record, RecordKind::ProcessExited, Some("stubborn"), any)];
     assert!(delivered > started.seq as usize);
     let waited_ms = (killed.elapsed_us - started.elapsed_us) / 1000;
-    assert!((2_000..2_300).contains(&waited_ms), "SIGKILL {waited_ms} ms after the SHUTDOWN phase began");
+    assert!((2_000..2_500).contains(&waited_ms), "SIGKILL {waited_ms} ms after the SHUTDOWN phase began");
     assert_eq!(exited.detail["signal"], 9, "the stubborn extension dies of SIGKILL");
     let polite_exit = &record[position(&record, RecordKind::ProcessExited, Some("polite"), any)];
     assert_eq!(polite_exit.detail["code"], 0, "the polite extension exits by itself");
@@ -40,7 +41,7 @@ async fn sigkill_after_budget() {
         .find(|e| e["event"]["eventType"] == "SHUTDOWN")
         .expect("the stubborn extension got SHUTDOWN");
     let deadline = shutdown_event["event"]["deadlineMs"].as_u64().unwrap();
-    assert!(deadline.abs_diff(started.unix_ms + 2_000) <= 20, "deadlineMs is the end of the budget");
+    assert!(deadline.abs_diff(started.unix_ms + 2_000) <= 50, "deadlineMs is the end of the budget");
 }
 
 #[tokio::test]

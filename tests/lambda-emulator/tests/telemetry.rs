@@ -6,7 +6,7 @@ use common::{any, position, Workspace};
 use palisade_lambda_emulator::{Emulator, InvokeRequest, RecordKind, ShutdownReason};
 use serde_json::{json, Value};
 
-/// Every batch the extension received, in arrival order, with its arrival time in ms.
+/// Reads every batch the extension received, in arrival order, with its arrival time in ms.
 fn batches(workspace: &Workspace, name: &str) -> Vec<(f64, Vec<Value>, Value)> {
     workspace
         .journal_of(name, "telemetry")
@@ -60,7 +60,8 @@ async fn platform_events_and_logs_delivered() {
         assert!(entry["host"].as_str().unwrap().starts_with("sandbox.localdomain:"), "{entry}");
         for event in batch {
             let time = event["time"].as_str().unwrap();
-            assert!(time.len() == 24 && time.ends_with('Z'), "ISO 8601 with milliseconds: {time}");
+            assert_eq!(time.len(), 24, "ISO 8601 with milliseconds: {time}");
+            assert!(time.ends_with('Z'), "UTC: {time}");
         }
     }
 
@@ -72,8 +73,12 @@ async fn platform_events_and_logs_delivered() {
     let runtime_done = index_of(&all, "platform.runtimeDone", 0);
     let report = index_of(&all, "platform.report", 0);
     let report2 = index_of(&all, "platform.report", 1);
-    assert!(init_start < runtime_done_init && runtime_done_init < init_report && init_report < start);
-    assert!(start < runtime_done && runtime_done < report && report < report2);
+    assert!(init_start < runtime_done_init);
+    assert!(runtime_done_init < init_report);
+    assert!(init_report < start);
+    assert!(start < runtime_done);
+    assert!(runtime_done < report);
+    assert!(report < report2);
 
     assert_eq!(all[init_start]["record"]["initializationType"], "on-demand");
     assert_eq!(all[init_start]["record"]["phase"], "init");
@@ -114,7 +119,8 @@ async fn platform_events_and_logs_delivered() {
     assert_eq!(function_lines.len(), 1, "{function_lines:?}");
     assert_eq!(function_lines[0]["record"], "hello from handler");
     let function_line = all.iter().position(|e| e["type"] == "function").unwrap();
-    assert!(start < function_line && function_line < runtime_done);
+    assert!(start < function_line);
+    assert!(function_line < runtime_done);
     assert!(all.iter().any(|e| e["type"] == "extension" && e["record"] == "[collector] initialized"));
 
     // The sandbox freezes right after the last invoke, so its report arrives during shutdown.

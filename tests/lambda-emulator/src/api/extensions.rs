@@ -2,8 +2,8 @@
 //!
 //! The developer guide lists only the status codes (400, 403, 500). The error types are those of
 //! Lambda's runtime API server as published in the AWS Lambda Runtime Interface Emulator
-//! (`Extension.InvalidExtensionName`, `Extension.MissingExtensionIdentifier`, ...), which answers
-//! 403 Forbidden for every validation failure.
+//! (`Extension.InvalidExtensionName`, `Extension.MissingExtensionIdentifier`, ...). That server
+//! responds 403 Forbidden to every validation failure.
 
 use std::sync::Arc;
 

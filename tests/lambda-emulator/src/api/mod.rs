@@ -168,7 +168,7 @@ impl ApiError {
     }
 }
 
-/// The error body shape of the Runtime and Extensions APIs.
+/// Builds an error response with the body shape of the Runtime and Extensions APIs.
 pub(crate) fn error_response(status: StatusCode, error_type: &str, message: &str) -> HttpResponse {
     json_response(status, &json!({ "errorMessage": message, "errorType": error_type }))
 }

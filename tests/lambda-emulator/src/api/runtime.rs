@@ -123,7 +123,7 @@ pub(crate) fn response(sandbox: &Arc<Sandbox>, request_id: &str, request: &ApiRe
 /// `POST /runtime/invocation/{id}/error`.
 pub(crate) fn error(sandbox: &Arc<Sandbox>, request_id: &str, request: &ApiRequest) -> HttpResponse {
     // NOTE: the Runtime API reference does not say what Lambda does when the error type header
-    // is missing; the emulator reports "Unhandled", as Lambda does for an unhandled error.
+    // is missing. The emulator reports "Unhandled", as Lambda does for an unhandled error.
     let error_type = request.header(ERROR_TYPE_HEADER).unwrap_or("Unhandled").to_owned();
     let result = RuntimeResult::Error { error_type: error_type.clone(), body: request.body.clone() };
     if let Err(error) = finish_invoke(sandbox, request_id, result) {

@@ -13,9 +13,9 @@ use crate::record::RecordKind;
 use crate::state::Sandbox;
 use crate::telemetry::{parse_subscription, platform_event};
 
-/// Subscribes the calling extension; answers 200 `"OK"` or 400 `ValidationError`.
-// NOTE: the developer guide says subscription happens during extension init but not what Lambda
-// answers to a later Subscribe call; the emulator accepts it at any time.
+/// Subscribes the calling extension. Responds 200 `"OK"` or 400 `ValidationError`.
+// NOTE: the developer guide says subscription happens during extension init but not how Lambda
+// responds to a later Subscribe call. The emulator accepts it at any time.
 pub(crate) fn subscribe(sandbox: &Arc<Sandbox>, request: &ApiRequest) -> (HttpResponse, Option<String>) {
     let (id, name) = match identify(sandbox, request) {
         Ok(found) => found,

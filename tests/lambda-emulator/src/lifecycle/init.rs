@@ -142,7 +142,7 @@ fn start_runtime(sandbox: &Arc<Sandbox>, runtime_api: std::net::SocketAddr) -> R
     Ok(())
 }
 
-/// Whether an external extension exited without registering.
+/// Returns whether an external extension exited without registering.
 fn unregistered_exited(sandbox: &Sandbox, state: &State, names: &[String]) -> bool {
     sandbox.processes.list().iter().any(|p| {
         !p.running

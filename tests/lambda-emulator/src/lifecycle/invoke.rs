@@ -127,8 +127,8 @@ pub(crate) async fn run(
         status = Status::Failure;
         error_type = Some(fatal_type.clone());
     }
-    // NOTE: an extension that exits during an invoke resets the sandbox as a failure; the
-    // documentation does not give the error type, the emulator uses "Extension.Crash".
+    // NOTE: an extension that exits during an invoke resets the sandbox as a failure. The
+    // documentation does not give the error type, so the emulator uses "Extension.Crash".
     let (extension_crashed, runtime_exited) = {
         let state = sandbox.lock();
         (

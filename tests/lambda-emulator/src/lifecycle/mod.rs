@@ -26,9 +26,11 @@ pub(crate) fn thaw(sandbox: &Sandbox) {
     if !*sandbox.frozen.borrow() {
         return;
     }
+    // Recorded before SIGCONT and Frozen after SIGSTOP, so that the recorded frozen interval
+    // lies within the time the processes were stopped.
+    sandbox.record(RecordKind::Thawed, None, serde_json::Value::Null);
     sandbox.processes.thaw();
     sandbox.frozen.send_replace(false);
-    sandbox.record(RecordKind::Thawed, None, serde_json::Value::Null);
 }
 
 pub(crate) fn millis_since(start: Instant) -> f64 {

@@ -115,6 +115,8 @@ async fn send(
             }
         }
     }
+    // TODO: Lambda reports dropped records to the subscriber with platform.logsDropped; the
+    // emulator only records the drop.
     tracing::warn!(extension = name, error = %last_error, count = events.len(), "telemetry batch dropped");
     sandbox.record(
         RecordKind::TelemetryDeliveryFailed,

@@ -12,9 +12,9 @@ use super::Stream;
 pub(crate) const SCHEMA_VERSIONS: [&str; 3] = ["2022-07-01", "2022-12-13", "2025-01-29"];
 
 // Buffering limits from the "Configuring memory usage and buffering" table of the Telemetry API
-// page. NOTE: the pages disagree on maxItems: that table gives a default of 10,000 and the
-// Subscribe reference a default of 1,000 (both a minimum of 1,000 and a maximum of 10,000);
-// the emulator uses 1,000.
+// page. NOTE: the pages disagree on the maxItems default. That table gives 10,000 and the
+// Subscribe reference 1,000 (both give a minimum of 1,000 and a maximum of 10,000), and the
+// emulator uses 1,000.
 pub(crate) const MAX_ITEMS: (u64, u64, u64) = (1_000, 1_000, 10_000);
 pub(crate) const MAX_BYTES: (u64, u64, u64) = (262_144, 262_144, 1_048_576);
 pub(crate) const TIMEOUT_MS: (u64, u64, u64) = (1_000, 25, 30_000);
@@ -139,7 +139,7 @@ fn parse_destination(
     };
     let host = parsed.host().unwrap_or_default();
     // NOTE: the documentation says only that Lambda delivers to destinations inside the
-    // execution environment; the emulator accepts the mapped sandbox host names and loopback
+    // execution environment. The emulator accepts the mapped sandbox host names and loopback
     // addresses, and rejects every other host so that no telemetry leaves this machine.
     let ip = match sandbox_hosts.get(host) {
         Some(ip) => *ip,

@@ -88,7 +88,7 @@ impl Workspace {
         self.add_executable(name, &format!("#!/bin/sh\n{command}\n"));
     }
 
-    /// A configuration running `runtime.py` with this workspace's extensions.
+    /// Builds a configuration running `runtime.py` with this workspace's extensions.
     pub fn config(&self) -> Config {
         self.config_with_runtime(vec![python().display().to_string(), fixture("runtime.py").display().to_string()])
     }
