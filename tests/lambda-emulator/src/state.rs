@@ -181,8 +181,11 @@ pub(crate) struct Sandbox {
     pub recorder: Recorder,
     pub telemetry: TelemetryHub,
     pub processes: ProcessTable,
-    /// True while the processes are frozen; telemetry delivery waits for false.
+    /// True while the processes are frozen.
     pub frozen: watch::Sender<bool>,
+    /// True while telemetry delivery waits: from a freeze until the next invoke, and during
+    /// shutdown until the extensions have received SHUTDOWN.
+    pub telemetry_paused: watch::Sender<bool>,
 }
 
 impl Sandbox {
@@ -202,6 +205,7 @@ impl Sandbox {
             telemetry: TelemetryHub::new(),
             processes: ProcessTable::default(),
             frozen: watch::channel(false).0,
+            telemetry_paused: watch::channel(false).0,
         })
     }
 

@@ -123,16 +123,23 @@ async fn platform_events_and_logs_delivered() {
     assert!(function_line < runtime_done);
     assert!(all.iter().any(|e| e["type"] == "extension" && e["record"] == "[collector] initialized"));
 
-    // The sandbox freezes right after the last invoke, so its report arrives during shutdown.
+    // The sandbox freezes right after the last invoke, so its report follows SHUTDOWN.
     let record = emulator.record();
-    let shutdown_started = &record[position(&record, RecordKind::ShutdownStarted, None, any)];
-    let (delivered_at, _, _) = received
+    let shutdown_started = position(&record, RecordKind::ShutdownStarted, None, any);
+    let shutdown_event =
+        position(&record, RecordKind::ExtensionEventDelivered, Some("collector"), |d| d["eventType"] == "SHUTDOWN");
+    let last_report = record[shutdown_started..]
         .iter()
-        .find(|(_, batch, _)| {
-            batch.iter().any(|e| e["type"] == "platform.report" && e["record"]["requestId"] == json!(second.request_id))
+        .find(|e| {
+            e.kind == RecordKind::TelemetryDelivered
+                && e.detail["types"].as_array().unwrap().iter().any(|t| t == "platform.report")
         })
-        .expect("the last report is delivered");
-    assert!(*delivered_at >= shutdown_started.unix_ms as f64, "delivered after the shutdown began");
+        .expect("the last report is delivered during shutdown");
+    assert!(shutdown_event < last_report.seq as usize, "the last report follows the SHUTDOWN event");
+    let last_report_received = received.iter().any(|(_, batch, _)| {
+        batch.iter().any(|e| e["type"] == "platform.report" && e["record"]["requestId"] == json!(second.request_id))
+    });
+    assert!(last_report_received, "the extension received the last report");
 }
 
 #[tokio::test]
@@ -221,4 +228,36 @@ async fn batches_respect_timeout() {
     let (second_at, _) = arrival("second");
     assert_eq!(first_len, 1, "the first line goes alone once timeoutMs passes");
     assert!(second_at - first_at >= 500.0, "first at {first_at}, second at {second_at}");
+}
+
+#[tokio::test]
+async fn tcp_delivers_ndjson_lines() {
+    let workspace = Workspace::new();
+    workspace.add_python_extension(
+        "collector",
+        &[
+            "--telemetry-types",
+            "platform",
+            "--telemetry-protocol",
+            "TCP",
+            "--buffering",
+            r#"{"timeoutMs":25}"#,
+            "--exit-on-shutdown",
+        ],
+    );
+    let emulator = Emulator::start(workspace.config()).await.expect("start emulator");
+    let outcome = emulator.invoke(InvokeRequest::new("{}")).await.expect("invoke");
+    emulator.shutdown(ShutdownReason::Spindown).await.expect("shutdown");
+
+    assert_eq!(workspace.journal_of("collector", "subscribe")[0]["status"], 200);
+    let lines: Vec<Value> =
+        workspace.journal_of("collector", "telemetry_line").into_iter().map(|entry| entry["event"].clone()).collect();
+    let types: Vec<&str> = lines.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for expected in
+        ["platform.initStart", "platform.initReport", "platform.start", "platform.runtimeDone", "platform.report"]
+    {
+        assert!(types.contains(&expected), "{expected} missing from {types:?}");
+    }
+    let report = lines.iter().find(|e| e["type"] == "platform.report").unwrap();
+    assert_eq!(report["record"]["requestId"], json!(outcome.request_id));
 }

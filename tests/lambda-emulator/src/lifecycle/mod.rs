@@ -18,11 +18,19 @@ pub(crate) fn freeze(sandbox: &Sandbox) {
         return;
     }
     sandbox.frozen.send_replace(true);
+    sandbox.telemetry_paused.send_replace(true);
     let count = sandbox.processes.freeze();
     sandbox.record(RecordKind::Frozen, None, json!({ "signalled": count }));
 }
 
+/// Resumes the processes and the telemetry delivery.
 pub(crate) fn thaw(sandbox: &Sandbox) {
+    thaw_processes(sandbox);
+    sandbox.telemetry_paused.send_replace(false);
+}
+
+/// Resumes the processes but leaves telemetry delivery paused.
+pub(crate) fn thaw_processes(sandbox: &Sandbox) {
     if !*sandbox.frozen.borrow() {
         return;
     }

@@ -17,6 +17,9 @@ use crate::record::{unix_ms, RecordKind};
 use crate::state::{AgentStatus, Delivery, EventType, Phase, Sandbox};
 use crate::Error;
 
+/// How long telemetry waits for the extensions to receive SHUTDOWN before it resumes.
+const SHUTDOWN_HANDOVER: Duration = Duration::from_millis(100);
+
 /// How long delivery tasks may keep sending after the processes are killed.
 const TELEMETRY_DRAIN: Duration = Duration::from_millis(500);
 
@@ -44,7 +47,7 @@ pub(crate) async fn run(sandbox: &Arc<Sandbox>, reason: ShutdownReason) -> Resul
         None,
         json!({ "reason": reason.as_str(), "budgetMs": budget.as_millis() as u64 }),
     );
-    super::thaw(sandbox);
+    super::thaw_processes(sandbox);
 
     // Runtime: SIGTERM and a short graceful period when extensions are registered, then SIGKILL.
     if external || internal {
@@ -73,6 +76,17 @@ pub(crate) async fn run(sandbox: &Arc<Sandbox>, reason: ShutdownReason) -> Resul
         }
     }
     sandbox.bump();
+
+    // Telemetry buffered since the last freeze (the last invoke's platform.report in
+    // particular) follows the SHUTDOWN event, as extensions observe in Lambda.
+    // NOTE: the documentation does not state this order; the emulator makes it deterministic.
+    let handed_over = tokio::time::Instant::now() + SHUTDOWN_HANDOVER;
+    sandbox
+        .wait_until(handed_over.min(deadline), |state| {
+            state.extensions.iter().all(|e| e.agent.queue.is_empty() || !e.agent.is_live())
+        })
+        .await;
+    sandbox.telemetry_paused.send_replace(false);
     sandbox.telemetry.flush_all();
     let finished = sandbox
         .wait_until(deadline, |state| {

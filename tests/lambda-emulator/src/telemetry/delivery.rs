@@ -85,10 +85,9 @@ async fn send(
         return;
     }
 
-    // A frozen subscriber cannot read: wait for the thaw, as Lambda delivers to running
-    // extensions only.
-    let mut frozen = sandbox.frozen.subscribe();
-    let _ = frozen.wait_for(|frozen| !*frozen).await;
+    // A frozen subscriber cannot read, so delivery waits for the thaw.
+    let mut paused = sandbox.telemetry_paused.subscribe();
+    let _ = paused.wait_for(|paused| !*paused).await;
 
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let mut backoff = FIRST_BACKOFF;
