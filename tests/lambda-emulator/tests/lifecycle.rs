@@ -264,3 +264,64 @@ async fn runtime_init_error_fails_init() {
     assert_eq!(shutdown["event"]["shutdownReason"], "failure");
     assert!(emulator.invoke(InvokeRequest::new("{}")).await.is_err());
 }
+
+#[tokio::test]
+async fn unregistered_extension_times_out_init() {
+    let workspace = Workspace::new();
+    workspace.add_executable("sleeper", "#!/bin/sh\nexec sleep 30\n");
+    let mut config = workspace.config();
+    config.init_timeout = Duration::from_millis(500);
+    let emulator = Emulator::start(config).await.expect("start emulator");
+
+    let init = emulator.init_report();
+    assert_eq!(init.status, Status::Timeout, "{init:?}");
+    assert!(init.duration_ms >= 500.0, "{init:?}");
+    let record = emulator.record();
+    assert!(
+        !record.iter().any(|e| e.kind == RecordKind::ProcessStarted && e.subject.as_deref() == Some("runtime")),
+        "the runtime does not start before every extension registered"
+    );
+    let killed = position(&record, RecordKind::ProcessKilled, Some("sleeper"), any);
+    let exited = position(&record, RecordKind::ProcessExited, Some("sleeper"), any);
+    assert!(killed < exited);
+    assert!(emulator.is_shut_down());
+}
+
+#[tokio::test]
+async fn extension_crash_fails_init() {
+    let workspace = Workspace::new();
+    workspace.add_executable("crasher", "#!/bin/sh\nexit 3\n");
+    let emulator = Emulator::start(workspace.config()).await.expect("start emulator");
+
+    let init = emulator.init_report();
+    assert_ne!(init.status, Status::Success, "{init:?}");
+    assert_eq!(init.error_type.as_deref(), Some("Extension.Crash"));
+    assert!(init.duration_ms < 5_000.0, "a crash ends init before the limit: {init:?}");
+    assert!(emulator.is_shut_down());
+}
+
+#[tokio::test]
+async fn extension_exit_error_resets_sandbox() {
+    let workspace = Workspace::new();
+    workspace.add_python_extension("quitter", &["--exit-error-on-invoke", "Extension.GivingUp"]);
+    workspace.add_python_extension("watch", &["--exit-on-shutdown"]);
+    let emulator = Emulator::start(workspace.config()).await.expect("start emulator");
+
+    let outcome = emulator.invoke(InvokeRequest::new("{}")).await.expect("invoke");
+
+    assert_eq!(outcome.status, Status::Failure, "{outcome:?}");
+    assert_eq!(outcome.error_type.as_deref(), Some("Extension.GivingUp"));
+    let record = emulator.record();
+    let exit_error = position(&record, RecordKind::ExtensionExitError, Some("quitter"), |d| {
+        d["errorType"] == "Extension.GivingUp" && d["body"]["errorMessage"] == "giving up"
+    });
+    let shutdown = position(&record, RecordKind::ShutdownStarted, None, |d| d["reason"] == "failure");
+    assert!(exit_error < shutdown);
+    assert!(emulator.is_shut_down());
+    let watch_shutdown = workspace
+        .journal_of("watch", "event")
+        .into_iter()
+        .find(|e| e["event"]["eventType"] == "SHUTDOWN")
+        .expect("the other extension gets SHUTDOWN");
+    assert_eq!(watch_shutdown["event"]["shutdownReason"], "failure");
+}
