@@ -31,10 +31,11 @@ pub(crate) enum HashFailure {
     Io(&'static str, io::Error),
 }
 
-/// Opens `path` with `O_NOFOLLOW | O_NONBLOCK`, checks with `fstat` that it is the regular file
-/// `expected` describes, hashes it, and compares the metadata again afterwards.
-pub(crate) fn hash_file(path: &Path, expected: &Metadata, algorithm: DigestAlgorithm) -> Result<Hashed, HashFailure> {
-    let mut file = OpenOptions::new()
+/// Opens `path` with `O_NOFOLLOW | O_NONBLOCK` and returns it with its `fstat` metadata when it
+/// is a regular file. A symbolic link fails to open (`ELOOP`); any other type is closed again
+/// without being read.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), HashFailure> {
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
@@ -43,12 +44,26 @@ pub(crate) fn hash_file(path: &Path, expected: &Metadata, algorithm: DigestAlgor
             Some(libc::ELOOP) | Some(libc::ENXIO) => HashFailure::Replaced,
             _ => HashFailure::Io("open", error),
         })?;
-
-    let before = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
-    if !before.is_file() || before.ino() != expected.ino() || before.dev() != expected.dev() {
+    let metadata = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
+    if !metadata.is_file() {
         return Err(HashFailure::Replaced);
     }
+    Ok((file, metadata))
+}
 
+/// Opens `path`, checks with `fstat` that it is the regular file `expected` describes, hashes
+/// it, and compares the metadata again afterwards.
+pub(crate) fn hash_file(path: &Path, expected: &Metadata, algorithm: DigestAlgorithm) -> Result<Hashed, HashFailure> {
+    let (file, before) = open_regular(path)?;
+    if before.ino() != expected.ino() || before.dev() != expected.dev() {
+        return Err(HashFailure::Replaced);
+    }
+    hash_open(file, before, algorithm)
+}
+
+/// Hashes an open regular file whose `fstat` metadata before reading is `before`, and compares
+/// size, mtime and ctime again afterwards.
+pub(crate) fn hash_open(mut file: File, before: Metadata, algorithm: DigestAlgorithm) -> Result<Hashed, HashFailure> {
     let digest = read_digest(&mut file, algorithm, before.size()).map_err(|error| HashFailure::Io("read", error))?;
 
     let after = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
@@ -71,7 +86,7 @@ fn read_digest(file: &mut File, algorithm: DigestAlgorithm, size: u64) -> io::Re
             DigestAlgorithm::Blake3 => {
                 let mut hasher = blake3::Hasher::new();
                 let parallel = size >= PARALLEL_THRESHOLD as u64;
-                read_chunks(file, buffer, |chunk| {
+                read_chunks(file, buffer, size, |chunk| {
                     if parallel {
                         hasher.update_rayon(chunk);
                     } else {
@@ -82,18 +97,24 @@ fn read_digest(file: &mut File, algorithm: DigestAlgorithm, size: u64) -> io::Re
             }
             DigestAlgorithm::Sha256 => {
                 let mut hasher = sha2::Sha256::new();
-                read_chunks(file, buffer, |chunk| hasher.update(chunk))?;
+                read_chunks(file, buffer, size, |chunk| hasher.update(chunk))?;
                 Ok(hasher.finalize().to_vec())
             }
         }
     })
 }
 
-/// Reads `file` to its end, passing each filled buffer to `consume`.
-fn read_chunks(file: &mut File, buffer: &mut [u8], mut consume: impl FnMut(&[u8])) -> io::Result<()> {
+/// Reads `file` to its end, passing each filled buffer to `consume`. Reading stops without a
+/// final zero-length read once `expected` bytes (the size from `fstat`) arrived in a short read:
+/// a file that grows meanwhile has a new size and mtime, which the caller's second `fstat` sees.
+fn read_chunks(file: &mut File, buffer: &mut [u8], expected: u64, mut consume: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut total = 0u64;
     loop {
         let mut filled = 0;
         while filled < buffer.len() {
+            if filled > 0 && total + filled as u64 >= expected {
+                break;
+            }
             match file.read(&mut buffer[filled..]) {
                 Ok(0) => break,
                 Ok(read) => filled += read,
@@ -105,6 +126,7 @@ fn read_chunks(file: &mut File, buffer: &mut [u8], mut consume: impl FnMut(&[u8]
             return Ok(());
         }
         consume(&buffer[..filled]);
+        total += filled as u64;
         if filled < buffer.len() {
             return Ok(());
         }

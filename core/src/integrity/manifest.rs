@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use rayon::prelude::*;
 
 use super::entry::{escape, escape_path, unescape, Entry, EntryKind, EntryNote, Timestamp};
 use super::{DigestAlgorithm, IntegrityError, Scope};
@@ -63,8 +64,17 @@ impl Manifest {
             let _ = writeln!(text, "high-assurance {}", escape_path(root));
         }
         let _ = writeln!(text, "entries {}", self.entries.len());
-        for entry in &self.entries {
-            encode_entry(&mut text, entry);
+        let lines: Vec<String> = self
+            .entries
+            .par_iter()
+            .map(|entry| {
+                let mut line = String::with_capacity(200);
+                encode_entry(&mut line, entry);
+                line
+            })
+            .collect();
+        for line in lines {
+            text.push_str(&line);
         }
         text.push_str("end\n");
         text.into_bytes()
@@ -144,14 +154,16 @@ impl Manifest {
             }
         };
 
-        let mut entries = Vec::with_capacity(entry_count.min(1 << 24));
-        for _ in 0..entry_count {
-            let (number, line) = next("entry")?;
-            let entry = decode_entry(line).map_err(|message| parse_error(number, &message))?;
-            if entries.last().is_some_and(|last: &Entry| last.path_bytes() >= entry.path_bytes()) {
-                return Err(parse_error(number, "entries are not sorted by path or a path repeats"));
+        // Entry lines are independent, so they are decoded in parallel.
+        let lines: Vec<(usize, &str)> = (0..entry_count).map(|_| next("entry")).collect::<Result<_, _>>()?;
+        let entries: Vec<Entry> = lines
+            .par_iter()
+            .map(|(number, line)| decode_entry(line).map_err(|message| parse_error(*number, &message)))
+            .collect::<Result<_, _>>()?;
+        for (index, pair) in entries.windows(2).enumerate() {
+            if pair[0].path_bytes() >= pair[1].path_bytes() {
+                return Err(parse_error(lines[index + 1].0, "entries are not sorted by path or a path repeats"));
             }
-            entries.push(entry);
         }
 
         let (number, line) = next("end")?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use globset::GlobSet;
 use rayon::prelude::*;
 
-use super::digest::{hash_file, HashFailure};
+use super::digest::{hash_file, hash_open, open_regular, HashFailure};
 use super::entry::{Entry, EntryKind, EntryNote, Timestamp};
 use super::pseudo::MountTable;
 use super::scope::under_prefix;
@@ -62,7 +62,8 @@ pub struct Scan {
 }
 
 /// Previous entries whose digests may be reused when the metadata is unchanged.
-pub(crate) type ReuseMap<'a> = HashMap<&'a Path, &'a Entry>;
+/// Keyed by path bytes, which hash faster than `Path`'s component-wise hashing.
+pub(crate) type ReuseMap<'a> = HashMap<&'a [u8], &'a Entry>;
 
 enum Outcome {
     Entry(Entry, Flags),
@@ -112,7 +113,7 @@ pub(crate) fn scan_paths(scope: &Scope, options: &ScanOptions, paths: &[(PathBuf
             let physical = under_prefix(options.prefix.as_deref(), path);
             match std::fs::symlink_metadata(&physical) {
                 Ok(metadata) if *recursive => walker.visit(path.clone(), physical, metadata, None),
-                Ok(metadata) => match walker.record(path, &physical, &metadata) {
+                Ok(metadata) => match walker.record(path, &physical, &metadata, None) {
                     Ok((entry, flags)) => vec![Outcome::Entry(entry, flags)],
                     Err(error) => vec![Outcome::Error(error)],
                 },
@@ -163,7 +164,7 @@ impl Walker<'_> {
 
     /// Records one entry and, for a directory, everything below it.
     fn visit(&self, path: PathBuf, physical: PathBuf, metadata: Metadata, parent_device: Option<u64>) -> Vec<Outcome> {
-        let (mut entry, flags) = match self.record(&path, &physical, &metadata) {
+        let (mut entry, flags) = match self.record(&path, &physical, &metadata, None) {
             Ok(recorded) => recorded,
             Err(error) => return vec![Outcome::Error(error)],
         };
@@ -191,12 +192,30 @@ impl Walker<'_> {
         let device = entry.device;
         let mut outcomes: Vec<Outcome> = names
             .into_par_iter()
-            .flat_map_iter(|name| {
+            .flat_map_iter(|(name, file_type)| {
                 let child = path.join(&name);
                 if self.exclude.is_match(&child) {
                     return Vec::new();
                 }
                 let child_physical = physical.join(&name);
+                // A regular file (by its directory entry type) is opened straight away and
+                // checked with fstat, which saves the lstat; anything else is lstat-ed first.
+                if file_type.is_some_and(|file_type| file_type.is_file()) && self.reuse.is_none() {
+                    match open_regular(&child_physical) {
+                        Ok((file, metadata)) => {
+                            return match self.record(&child, &child_physical, &metadata, Some(file)) {
+                                Ok((entry, flags)) => vec![Outcome::Entry(entry, flags)],
+                                Err(error) => vec![Outcome::Error(error)],
+                            };
+                        }
+                        Err(HashFailure::Io(_, error)) if error.kind() == io::ErrorKind::NotFound => return Vec::new(),
+                        Err(HashFailure::Io(operation, error)) => {
+                            return vec![Outcome::Error(EntryError { path: child, operation, error })]
+                        }
+                        // Replaced by another type since the directory was read.
+                        Err(HashFailure::Replaced) => {}
+                    }
+                }
                 match std::fs::symlink_metadata(&child_physical) {
                     Ok(metadata) => self.visit(child, child_physical, metadata, Some(device)),
                     // Removed since the directory was read: it is simply not there any more.
@@ -211,7 +230,14 @@ impl Walker<'_> {
 
     /// Builds the entry for one path from `lstat` metadata, its extended attributes and, for a
     /// regular file, its digest.
-    fn record(&self, path: &Path, physical: &Path, metadata: &Metadata) -> Result<(Entry, Flags), EntryError> {
+    /// `opened` is the file already opened by [`open_regular`], whose `fstat` gave `metadata`.
+    fn record(
+        &self,
+        path: &Path,
+        physical: &Path,
+        metadata: &Metadata,
+        opened: Option<std::fs::File>,
+    ) -> Result<(Entry, Flags), EntryError> {
         let error = |operation, error| EntryError { path: path.to_owned(), operation, error };
         let kind = EntryKind::from_mode(metadata.mode())
             .ok_or_else(|| error("recognise the type of", io::Error::from(io::ErrorKind::Unsupported)))?;
@@ -220,17 +246,31 @@ impl Walker<'_> {
             EntryKind::Symlink => Some(std::fs::read_link(physical).map_err(|e| error("read link", e))?),
             _ => None,
         };
-        let xattrs = sys::read_xattrs(physical).map_err(|e| error("read extended attributes of", e))?;
+        // Setting or removing an extended attribute updates ctime, so an unchanged file (see
+        // `reusable`) keeps its recorded attributes as well as its digest.
+        let reused = match opened {
+            Some(_) => None,
+            None if kind == EntryKind::File => self.reusable(path, metadata),
+            None => None,
+        };
+        let xattrs = match reused {
+            Some(previous) => previous.xattrs.clone(),
+            None => sys::read_xattrs(physical).map_err(|e| error("read extended attributes of", e))?,
+        };
 
         let mut flags = Flags::default();
         let mut metadata = metadata.clone();
         let mut digest = None;
         if kind == EntryKind::File {
-            if let Some(reused) = self.reusable_digest(path, &metadata) {
-                digest = Some(reused);
+            if let Some(previous) = reused {
+                digest = previous.digest.clone();
                 flags.reused = true;
             } else {
-                match hash_file(physical, &metadata, self.options.algorithm) {
+                let hashed = match opened {
+                    Some(file) => hash_open(file, metadata.clone(), self.options.algorithm),
+                    None => hash_file(physical, &metadata, self.options.algorithm),
+                };
+                match hashed {
                     Ok(hashed) => {
                         flags.hashed = true;
                         flags.bytes = hashed.before.size();
@@ -272,11 +312,14 @@ impl Walker<'_> {
         Ok((entry, flags))
     }
 
-    /// The previous digest of `path` when size, mtime, ctime and inode are unchanged and the path
-    /// is not high-assurance.
-    fn reusable_digest(&self, path: &Path, metadata: &Metadata) -> Option<Vec<u8>> {
-        let previous = self.reuse?.get(path)?;
+    /// The previous entry of a regular file whose size, mtime, ctime and inode are unchanged, when
+    /// it has a digest and is not under a high-assurance root.
+    fn reusable(&self, path: &Path, metadata: &Metadata) -> Option<&Entry> {
+        use std::os::unix::ffi::OsStrExt;
+
+        let previous = *self.reuse?.get(path.as_os_str().as_bytes())?;
         let unchanged = previous.kind == EntryKind::File
+            && previous.digest.is_some()
             && previous.size == metadata.size()
             && previous.inode == metadata.ino()
             && previous.mtime.seconds == metadata.mtime()
@@ -286,14 +329,17 @@ impl Walker<'_> {
         if !unchanged || self.scope.is_high_assurance(path) {
             return None;
         }
-        previous.digest.clone()
+        Some(previous)
     }
 }
 
-fn read_names(directory: &Path) -> io::Result<Vec<OsString>> {
+/// The names in a directory with their types from the directory entry, where the filesystem
+/// reports one.
+fn read_names(directory: &Path) -> io::Result<Vec<(OsString, Option<std::fs::FileType>)>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(directory)? {
-        names.push(entry?.file_name());
+        let entry = entry?;
+        names.push((entry.file_name(), entry.file_type().ok()));
     }
     Ok(names)
 }

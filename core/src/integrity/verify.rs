@@ -97,7 +97,7 @@ pub fn verify(manifest: &Manifest, options: &VerifyOptions) -> Result<Report, In
 
     let reuse: Option<ReuseMap<'_>> = options
         .metadata_fast_path
-        .then(|| manifest.entries.iter().map(|entry| (entry.path.as_path(), entry)).collect());
+        .then(|| manifest.entries.iter().map(|entry| (entry.path_bytes(), entry)).collect());
     let scan = scan_reusing(&manifest.scope, &scan_options, reuse.as_ref())?;
 
     Ok(compare(&manifest.entries, scan, options.ignore_identity))
