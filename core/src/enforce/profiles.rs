@@ -1,37 +1,20 @@
 //! Built-in seccomp profiles: reviewed data files under `profiles/`, one group of system calls per
-//! reason.
+//! reason. build.rs compiles them into the `PROFILES` table.
 
 use std::collections::BTreeSet;
-
-use serde::Deserialize;
 
 use super::EnforceError;
 use crate::policy::{ProfileName, SyscallName};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileFile {
-    name: String,
-    #[serde(default)]
-    include: Vec<ProfileName>,
-    groups: Vec<Group>,
-}
+include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Group {
-    #[allow(dead_code, reason = "the reason is for reviewers of the data file")]
-    reason: String,
-    syscalls: Vec<String>,
-}
-
-fn source(profile: ProfileName) -> &'static str {
-    match profile {
-        ProfileName::Base => include_str!("profiles/base.yaml"),
-        ProfileName::Python => include_str!("profiles/python.yaml"),
-        ProfileName::Node => include_str!("profiles/node.yaml"),
-        ProfileName::Jvm => include_str!("profiles/jvm.yaml"),
-    }
+/// The included profiles and system call names of one profile.
+fn entry(profile: ProfileName) -> Result<(&'static [&'static str], &'static [&'static str]), EnforceError> {
+    PROFILES
+        .iter()
+        .find(|(name, _, _)| *name == profile.as_str())
+        .map(|(_, includes, syscalls)| (*includes, *syscalls))
+        .ok_or(EnforceError::Profile { profile: profile.as_str(), reason: "missing from the build".into() })
 }
 
 /// The system calls a set of profiles allows, with their includes, on this architecture.
@@ -47,14 +30,14 @@ pub fn syscalls_of(profiles: &[ProfileName]) -> Result<BTreeSet<SyscallName>, En
         if !seen.insert(profile) {
             continue;
         }
-        let file: ProfileFile = serde_yaml_ng::from_str(source(profile))
-            .map_err(|error| EnforceError::Profile { profile: profile.as_str(), reason: error.to_string() })?;
-        debug_assert_eq!(file.name, profile.as_str());
-
-        pending.extend(file.include);
-        for group in file.groups {
-            syscalls.extend(group.syscalls.iter().filter_map(|name| name.parse::<SyscallName>().ok()));
+        let (includes, names) = entry(profile)?;
+        for include in includes {
+            let included = ProfileName::ALL.into_iter().find(|candidate| candidate.as_str() == *include).ok_or_else(|| {
+                EnforceError::Profile { profile: profile.as_str(), reason: format!("includes unknown profile {include}") }
+            })?;
+            pending.push(included);
         }
+        syscalls.extend(names.iter().filter_map(|name| name.parse::<SyscallName>().ok()));
     }
     Ok(syscalls)
 }
@@ -64,7 +47,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_profile_parses() {
+    fn every_profile_resolves() {
         for profile in ProfileName::ALL {
             let syscalls = syscalls_of(&[profile]).unwrap();
             assert!(syscalls.len() > 100, "{} allows only {}", profile.as_str(), syscalls.len());
@@ -75,10 +58,9 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn profile_names_exist_on_x86_64() {
         // Every name must be a real system call on x86_64 so that a typo cannot hide.
-        for profile in ProfileName::ALL {
-            let file: ProfileFile = serde_yaml_ng::from_str(source(profile)).unwrap();
-            for name in file.groups.iter().flat_map(|group| &group.syscalls) {
-                assert!(name.parse::<syscalls::Sysno>().is_ok(), "{}: unknown system call {name}", profile.as_str());
+        for (profile, _, names) in PROFILES {
+            for name in *names {
+                assert!(name.parse::<syscalls::Sysno>().is_ok(), "{profile}: unknown system call {name}");
             }
         }
     }
