@@ -5,6 +5,7 @@ pub mod egress;
 pub mod enforce;
 pub mod integrity;
 pub mod policy;
+pub mod supervise;
 #[allow(unsafe_code)]
 mod sys;
 pub mod telemetry;

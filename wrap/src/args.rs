@@ -15,8 +15,14 @@ a palisade.policy.applied event, and executes COMMAND in place (same process id,
 Options:
   --policy FILE   Policy file. Default: $PALISADE_POLICY, then the first of
                   /var/task/palisade.yaml, /opt/palisade/policy.yaml, /etc/palisade/policy.yaml
+  --learn FILE    Learning run (used by `palisade learn`): every system call goes to the
+                  supervisor, which lets it through and writes what the command did to FILE
   -h, --help      Show this help
   -V, --version   Show the version
+
+With spec.syscalls.supervise (the default), a supervisor process started before the command
+answers every system call outside the allow-list and reports it as palisade.syscall.denied or
+palisade.syscall.audited.
 
 Events go to the OTLP/HTTP endpoint in OTEL_EXPORTER_OTLP_ENDPOINT when it is set, otherwise to
 stderr as JSON lines. PALISADE_TELEMETRY_TIMEOUT_MS bounds the export (default 500).
@@ -32,12 +38,17 @@ Exit status when COMMAND does not start:
 #[derive(Debug)]
 pub struct Invocation {
     pub policy: Option<PathBuf>,
+    /// Where a learning run writes its observations.
+    pub learn: Option<PathBuf>,
     pub command: Vec<OsString>,
 }
 
 #[derive(Debug)]
 pub enum Parsed {
     Run(Invocation),
+    /// The supervisor process: `palisade-wrap --supervisor [--detach] KEY VALUE...`, started by
+    /// the launcher itself, with the handoff socket on stdin.
+    Supervisor(crate::supervisor::Options),
     Help,
     Version,
 }
@@ -45,6 +56,12 @@ pub enum Parsed {
 pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Parsed, WrapError> {
     let mut args = args.peekable();
     let mut policy = None;
+    let mut learn = None;
+
+    if args.peek().is_some_and(|arg| arg == crate::supervisor::FLAG) {
+        let options: Vec<String> = args.skip(1).map(|arg| arg.to_string_lossy().into_owned()).collect();
+        return crate::supervisor::Options::parse(&options).map(Parsed::Supervisor).map_err(WrapError::Usage);
+    }
 
     while let Some(arg) = args.peek() {
         let Some(text) = arg.to_str() else { break };
@@ -61,6 +78,10 @@ pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Parsed, WrapError> 
                 let value = args.next().ok_or_else(|| WrapError::Usage("--policy needs a file path".into()))?;
                 policy = Some(PathBuf::from(value));
             }
+            "--learn" => {
+                let value = args.next().ok_or_else(|| WrapError::Usage("--learn needs a file path".into()))?;
+                learn = Some(PathBuf::from(value));
+            }
             _ => match text.strip_prefix("--policy=") {
                 Some(value) if !value.is_empty() => policy = Some(PathBuf::from(value)),
                 _ => return Err(WrapError::Usage(format!("unknown option {text:?}; see palisade-wrap --help"))),
@@ -72,7 +93,7 @@ pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Parsed, WrapError> 
     if command.is_empty() {
         return Err(WrapError::Usage("no command given: palisade-wrap [--policy FILE] -- COMMAND [ARGS...]".into()));
     }
-    Ok(Parsed::Run(Invocation { policy, command }))
+    Ok(Parsed::Run(Invocation { policy, learn, command }))
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub enum WrapError {
 
     #[error("{}: cannot execute: {reason}", path.display())]
     NotExecutable { path: PathBuf, reason: String },
+
+    #[error("seccomp supervisor: {0}")]
+    Supervisor(String),
 }
 
 impl WrapError {
@@ -38,7 +41,7 @@ impl WrapError {
         match self {
             Self::Usage(_) => EXIT_USAGE,
             Self::Policy(_) => EXIT_POLICY,
-            Self::Enforce(_) => EXIT_ENFORCEMENT,
+            Self::Enforce(_) | Self::Supervisor(_) => EXIT_ENFORCEMENT,
             Self::NotFound(_) => EXIT_NOT_FOUND,
             Self::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
         }

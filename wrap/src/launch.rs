@@ -1,18 +1,20 @@
-//! The launch sequence: load the policy, resolve the command, prepare enforcement, report it,
-//! apply it, execute the command in place.
+//! The launch sequence: load the policy, resolve the command, prepare enforcement, start the
+//! seccomp supervisor, report, apply, hand the listener to the supervisor, execute the command in
+//! place.
 
 use std::convert::Infallible;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use palisade_core::enforce::{EnforceError, Prepared};
+use palisade_core::enforce::{EnforceError, Prepared, SeccompPlan};
 use palisade_core::policy::{self, FailureMode, LoadedPolicy};
 use palisade_core::telemetry::{attributes, names, Event, Resource, Severity, Telemetry};
 
 use crate::args::Invocation;
 use crate::command;
 use crate::error::WrapError;
+use crate::supervisor::Supervisor;
 
 /// Default bound on exporting the launch events, in milliseconds.
 const DEFAULT_TELEMETRY_TIMEOUT_MS: u64 = 500;
@@ -36,7 +38,7 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
     let telemetry = telemetry();
     let timeout = telemetry_timeout();
 
-    let prepared = Prepared::new(&loaded.policy).and_then(|prepared| prepared.check_strict().map(|()| prepared));
+    let prepared = prepare(&loaded, invocation.learn.is_some());
     let prepared = match prepared {
         Ok(prepared) => Some(prepared),
         Err(error) => {
@@ -45,13 +47,26 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
         }
     };
 
+    // The supervisor starts before anything is applied, so that it is confined by nothing.
+    let (prepared, supervisor) = match prepared {
+        Some(prepared) if prepared.seccomp.supervise => match Supervisor::start(&loaded, invocation.learn.as_ref()) {
+            Ok(supervisor) => (Some(prepared), Some(supervisor)),
+            Err(reason) => {
+                let error = EnforceError::SeccompInstall(format!("cannot start the seccomp supervisor: {reason}"));
+                fail(&telemetry, &loaded, error, &command_args, timeout)?;
+                (None, None)
+            }
+        },
+        other => (other, None),
+    };
+
     if let Some(prepared) = prepared {
         // The event goes out before the filter is installed, so that exporting it is not subject
         // to the workload's own allow-lists; prepare already settled what apply puts in force.
         telemetry.emit(prepared.report().to_event(&loaded, &command_args));
         let _ = telemetry.shutdown(timeout);
 
-        if let Err(error) = prepared.apply() {
+        if let Err(error) = apply(prepared, supervisor) {
             let stderr = Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr());
             fail(&stderr, &loaded, error, &command_args, timeout)?;
         }
@@ -59,6 +74,33 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
 
     let error = Command::new(&program).arg0(&invocation.command[0]).args(&invocation.command[1..]).exec();
     Err(exec_error(program, error))
+}
+
+/// Prepares the policy and checks `enforcement: strict`; a learning run replaces the seccomp
+/// allow-list with one that hands every call to the supervisor.
+fn prepare(loaded: &LoadedPolicy, learning: bool) -> Result<Prepared, EnforceError> {
+    let mut prepared = Prepared::new(&loaded.policy)?;
+    prepared.check_strict()?;
+    if learning {
+        prepared.seccomp = SeccompPlan::learning(loaded.policy.spec.syscalls.default_errno)?;
+    }
+    Ok(prepared)
+}
+
+/// Applies the policy; with a supervisor, installs the supervised filter and hands its listener
+/// over. When the kernel refuses a listener the plain filter is in force and the supervisor,
+/// given nothing, exits.
+fn apply(prepared: Prepared, supervisor: Option<Supervisor>) -> Result<(), EnforceError> {
+    let Some(supervisor) = supervisor else {
+        prepared.apply()?;
+        return Ok(());
+    };
+
+    let (_report, listener) = prepared.apply_supervised(supervisor.socket())?;
+    if let Some(listener) = listener {
+        supervisor.hand_over(listener).map_err(|error| EnforceError::SeccompInstall(error.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Reports an enforcement failure; returns the error unless the policy says to fail open.

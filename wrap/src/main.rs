@@ -6,12 +6,14 @@ mod args;
 mod command;
 mod error;
 mod launch;
+mod supervisor;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let invocation = match args::parse(std::env::args_os().skip(1)) {
         Ok(args::Parsed::Run(invocation)) => invocation,
+        Ok(args::Parsed::Supervisor(options)) => return supervisor::run(options),
         Ok(args::Parsed::Help) => {
             print!("{}", args::HELP);
             return ExitCode::SUCCESS;

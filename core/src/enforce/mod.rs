@@ -10,11 +10,12 @@ mod profiles;
 mod report;
 pub mod seccomp;
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 pub use self::landlock::{Availability, LandlockPlan, ResolvedPath};
 pub use self::report::Report;
-pub use self::seccomp::SeccompPlan;
+pub use self::seccomp::{InstallError, SeccompPlan};
 use crate::policy::{Enforcement, Policy};
 
 #[derive(Debug, thiserror::Error)]
@@ -113,5 +114,30 @@ impl Prepared {
 
         self.seccomp.install()?;
         Ok(Report::new(&self.landlock, &self.seccomp))
+    }
+
+    /// Applies the policy like [`apply`](Self::apply) but with the supervised seccomp filter:
+    /// calls outside the allow-list wait for whoever reads the returned listener. `handoff` is the
+    /// socket the caller sends the listener over (see [`SeccompPlan::install_supervised`]).
+    ///
+    /// When a filter already in force has a listener (the kernel allows one per filter chain),
+    /// the plain filter is installed instead, no listener is returned and the report says so.
+    pub fn apply_supervised(mut self, handoff: BorrowedFd<'_>) -> Result<(Report, Option<OwnedFd>), EnforceError> {
+        nix::sys::prctl::set_no_new_privs().map_err(EnforceError::NoNewPrivs)?;
+
+        self.landlock.apply()?;
+
+        match self.seccomp.install_supervised(handoff) {
+            Ok(listener) => Ok((Report::new(&self.landlock, &self.seccomp), Some(listener))),
+            Err(InstallError::Listener(nix::errno::Errno::EBUSY)) => {
+                self.seccomp.supervise = false;
+                self.seccomp.install()?;
+                Ok((Report::new(&self.landlock, &self.seccomp), None))
+            }
+            Err(InstallError::Listener(errno)) => Err(EnforceError::SeccompInstall(format!(
+                "with a notification listener: {errno}; this needs Linux 5.7 or later, or set spec.syscalls.supervise to false"
+            ))),
+            Err(InstallError::Enforce(error)) => Err(error),
+        }
     }
 }

@@ -20,6 +20,8 @@ pub struct Report {
     pub implicit_execute: Vec<String>,
     /// `enforced` or, in audit mode, `logging`.
     pub seccomp_status: String,
+    /// Whether calls outside the allow-list go to a supervisor that reports them.
+    pub seccomp_supervised: bool,
     pub seccomp_filter_length: usize,
     pub syscalls_allowed: usize,
     pub default_errno: String,
@@ -49,6 +51,7 @@ impl Report {
                 Mode::Audit => "logging",
             }
             .to_owned(),
+            seccomp_supervised: seccomp.supervise,
             seccomp_filter_length: seccomp.filter_length(),
             syscalls_allowed: seccomp.allowed.len(),
             default_errno: seccomp.default_errno.name().to_owned(),
@@ -64,11 +67,12 @@ impl Report {
     pub fn to_event(&self, policy: &LoadedPolicy, command: &[String]) -> Event {
         let severity = if self.is_degraded() { Severity::Warn } else { Severity::Info };
         let body = format!(
-            "policy {} applied: Landlock {} (ABI {}), seccomp {} ({} system calls allowed)",
+            "policy {} applied: Landlock {} (ABI {}), seccomp {}{} ({} system calls allowed)",
             policy.policy.name(),
             self.landlock_status,
             self.landlock_abi,
             self.seccomp_status,
+            if self.seccomp_supervised { ", supervised" } else { "" },
             self.syscalls_allowed
         );
         Event::new(names::POLICY_APPLIED, severity)

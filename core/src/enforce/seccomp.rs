@@ -1,7 +1,17 @@
 //! The seccomp allow-list: profiles plus `allow` minus `deny`, compiled with seccompiler and
 //! installed on every thread.
+//!
+//! A call outside the allow-list either gets its answer from the filter itself (the plain filter:
+//! `defaultErrno` in enforce mode, SECCOMP_RET_LOG in audit mode) or is handed to a supervisor
+//! process (SECCOMP_RET_USER_NOTIF), which answers it and reports it.
+//!
+//! seccompiler has no USER_NOTIF action, so the allow-list is compiled once with SECCOMP_RET_TRAP
+//! as the mismatch action, which nothing else in the program returns, and every `ret TRAP` is then
+//! rewritten to the action wanted. The arch check seccompiler emits (`ret KILL_PROCESS`), the
+//! clone flag condition and the x32 prefix are untouched by the rewrite.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -10,6 +20,7 @@ use seccompiler::{
 
 use super::{profiles, EnforceError};
 use crate::policy::{ErrnoName, Mode, SyscallName, SyscallRules};
+use crate::sys::seccomp as sys;
 
 /// System calls for io_uring, which bypasses seccomp for the operations it submits.
 const IO_URING: [&str; 3] = ["io_uring_setup", "io_uring_enter", "io_uring_register"];
@@ -28,6 +39,11 @@ const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 #[cfg(target_arch = "x86_64")]
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
+const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// The mismatch action seccompiler compiles, rewritten afterwards.
+const MISMATCH_PLACEHOLDER: u32 = libc::SECCOMP_RET_TRAP;
+
 /// A compiled seccomp filter and what it allows.
 #[derive(Debug, Clone)]
 pub struct SeccompPlan {
@@ -36,7 +52,12 @@ pub struct SeccompPlan {
     pub mode: Mode,
     /// Whether clone is restricted to calls without namespace flags.
     pub clone_restricted: bool,
+    /// Whether calls outside the allow-list go to a supervisor (`spec.syscalls.supervise`).
+    pub supervise: bool,
+    /// The plain filter, which answers calls outside the allow-list itself.
     pub program: BpfProgram,
+    /// The allow-list as seccompiler rules, kept to compile the supervised filter.
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
 }
 
 impl SeccompPlan {
@@ -64,19 +85,33 @@ impl SeccompPlan {
             filter_rules.insert(i64::from(syscall.sysno().id()), rules);
         }
 
-        let errno = u32::try_from(rules.default_errno.number()).expect("errno values are positive");
-        let mismatch = match mode {
-            Mode::Enforce => SeccompAction::Errno(errno),
-            Mode::Audit => SeccompAction::Log,
+        let mut plan = Self {
+            allowed,
+            default_errno: rules.default_errno,
+            mode,
+            clone_restricted,
+            supervise: rules.supervise,
+            program: Vec::new(),
+            rules: filter_rules,
         };
-        let filter = SeccompFilter::new(filter_rules, mismatch, SeccompAction::Allow, target_arch()?)
-            .map_err(|error| EnforceError::SeccompCompile(error.to_string()))?;
-        let compiled: BpfProgram = filter
-            .try_into()
-            .map_err(|error: seccompiler::BackendError| EnforceError::SeccompCompile(error.to_string()))?;
+        plan.program = plan.compile(plan.plain_action(), None)?;
+        Ok(plan)
+    }
 
-        let program = with_x32_denied(compiled, errno);
-        Ok(Self { allowed, default_errno: rules.default_errno, mode, clone_restricted, program })
+    /// A filter that allows nothing by itself: every call goes to the supervisor, which lets it
+    /// continue and records it. Used to learn a policy; the x32 ABI stays denied.
+    pub fn learning(default_errno: ErrnoName) -> Result<Self, EnforceError> {
+        let mut plan = Self {
+            allowed: BTreeSet::new(),
+            default_errno,
+            mode: Mode::Audit,
+            clone_restricted: false,
+            supervise: true,
+            program: Vec::new(),
+            rules: BTreeMap::new(),
+        };
+        plan.program = plan.compile(plan.plain_action(), None)?;
+        Ok(plan)
     }
 
     /// Number of BPF instructions; the kernel accepts at most 4096 per filter.
@@ -84,24 +119,82 @@ impl SeccompPlan {
         self.program.len()
     }
 
-    /// The program in the kernel's binary layout: `struct sock_filter` entries of 8 bytes in
-    /// native byte order.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.program.len() * 8);
-        for instruction in &self.program {
-            bytes.extend_from_slice(&instruction.code.to_ne_bytes());
-            bytes.push(instruction.jt);
-            bytes.push(instruction.jf);
-            bytes.extend_from_slice(&instruction.k.to_ne_bytes());
-        }
-        bytes
-    }
-
-    /// Installs the filter on every thread of the process (SECCOMP_FILTER_FLAG_TSYNC).
+    /// Installs the plain filter on every thread of the process (SECCOMP_FILTER_FLAG_TSYNC).
     pub fn install(&self) -> Result<(), EnforceError> {
         seccompiler::apply_filter_all_threads(&self.program)
             .map_err(|error| EnforceError::SeccompInstall(error.to_string()))
     }
+
+    /// The supervised filter: calls outside the allow-list return SECCOMP_RET_USER_NOTIF.
+    ///
+    /// `handoff` is the socket the listener is sent over right after installation. sendmsg on
+    /// that descriptor is allowed even when the policy leaves sendmsg out, because the call that
+    /// hands the listener to the supervisor cannot wait for the supervisor to answer it.
+    pub fn supervised_program(&self, handoff: Option<BorrowedFd<'_>>) -> Result<BpfProgram, EnforceError> {
+        self.compile(libc::SECCOMP_RET_USER_NOTIF, handoff.map(|fd| fd.as_raw_fd()))
+    }
+
+    /// Installs the supervised filter on every thread and returns its notification listener.
+    ///
+    /// EBUSY means a filter already in force on this process has a listener (Palisade under
+    /// another supervisor); the kernel allows one listener per filter chain.
+    pub fn install_supervised(&self, handoff: BorrowedFd<'_>) -> Result<OwnedFd, InstallError> {
+        let program = self.supervised_program(Some(handoff)).map_err(InstallError::Enforce)?;
+        let program: Vec<libc::sock_filter> = program
+            .iter()
+            .map(|instruction| libc::sock_filter {
+                code: instruction.code,
+                jt: instruction.jt,
+                jf: instruction.jf,
+                k: instruction.k,
+            })
+            .collect();
+        sys::install_with_listener(&program).map_err(InstallError::Listener)
+    }
+
+    fn plain_action(&self) -> u32 {
+        match self.mode {
+            Mode::Enforce => libc::SECCOMP_RET_ERRNO | (self.errno() & libc::SECCOMP_RET_DATA),
+            Mode::Audit => libc::SECCOMP_RET_LOG,
+        }
+    }
+
+    fn errno(&self) -> u32 {
+        u32::try_from(self.default_errno.number()).expect("errno values are positive")
+    }
+
+    /// Compiles the allow-list with `mismatch` as the action for every other call.
+    fn compile(&self, mismatch: u32, handoff: Option<i32>) -> Result<BpfProgram, EnforceError> {
+        let mut rules = self.rules.clone();
+        if let Some(fd) = handoff {
+            let sendmsg = i64::from(libc::SYS_sendmsg);
+            if !rules.get(&sendmsg).is_some_and(Vec::is_empty) {
+                rules.entry(sendmsg).or_default().push(on_descriptor(fd)?);
+            }
+        }
+
+        let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, target_arch()?)
+            .map_err(|error| EnforceError::SeccompCompile(error.to_string()))?;
+        let mut compiled: BpfProgram = filter
+            .try_into()
+            .map_err(|error: seccompiler::BackendError| EnforceError::SeccompCompile(error.to_string()))?;
+
+        for instruction in &mut compiled {
+            if instruction.code == BPF_RET_K && instruction.k == MISMATCH_PLACEHOLDER {
+                instruction.k = mismatch;
+            }
+        }
+        Ok(with_x32_denied(compiled, self.errno()))
+    }
+}
+
+/// Why the supervised filter could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Enforce(EnforceError),
+    #[error("the kernel refused a seccomp notification listener: {0}")]
+    Listener(nix::errno::Errno),
 }
 
 /// Profiles plus `allow` minus `deny`, and io_uring only when `allow` names it.
@@ -121,6 +214,13 @@ fn clone_without_namespaces() -> Result<SeccompRule, EnforceError> {
     SeccompRule::new(vec![condition]).map_err(|error| EnforceError::SeccompCompile(error.to_string()))
 }
 
+fn on_descriptor(fd: i32) -> Result<SeccompRule, EnforceError> {
+    let fd = u64::try_from(fd).map_err(|_| EnforceError::SeccompCompile(format!("invalid descriptor {fd}")))?;
+    let condition = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, fd)
+        .map_err(|error| EnforceError::SeccompCompile(error.to_string()))?;
+    SeccompRule::new(vec![condition]).map_err(|error| EnforceError::SeccompCompile(error.to_string()))
+}
+
 fn target_arch() -> Result<TargetArch, EnforceError> {
     TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|_| EnforceError::UnsupportedArchitecture(std::env::consts::ARCH))
@@ -136,7 +236,6 @@ fn with_x32_denied(program: BpfProgram, errno: u32) -> BpfProgram {
     const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
-    const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     // Offsets of `nr` and `arch` in struct seccomp_data.
     const NR_OFFSET: u32 = 0;
     const ARCH_OFFSET: u32 = 4;
@@ -162,6 +261,8 @@ fn with_x32_denied(program: BpfProgram, _errno: u32) -> BpfProgram {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsFd;
+
     use super::*;
     use crate::policy::ProfileName;
 
@@ -171,6 +272,7 @@ mod tests {
             allow: allow.iter().map(|name| name.parse().unwrap()).collect(),
             deny: deny.iter().map(|name| name.parse().unwrap()).collect(),
             default_errno: ErrnoName::ENOSYS,
+            supervise: true,
         }
     }
 
@@ -209,6 +311,50 @@ mod tests {
         assert!(plan.clone_restricted);
         let plan = SeccompPlan::build(&rules(vec![ProfileName::Base], &["unshare"], &[]), Mode::Enforce).unwrap();
         assert!(!plan.clone_restricted);
+    }
+
+    fn returns(program: &[sock_filter], action: u32) -> usize {
+        program.iter().filter(|instruction| instruction.code == BPF_RET_K && instruction.k == action).count()
+    }
+
+    #[test]
+    fn supervised_program_notifies_instead_of_failing() {
+        let plan = SeccompPlan::build(&rules(vec![ProfileName::Base], &[], &[]), Mode::Enforce).unwrap();
+        let errno = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+        let supervised = plan.supervised_program(None).unwrap();
+
+        assert_eq!(returns(&supervised, MISMATCH_PLACEHOLDER), 0);
+        assert!(returns(&supervised, libc::SECCOMP_RET_USER_NOTIF) > 0);
+        assert_eq!(returns(&plan.program, libc::SECCOMP_RET_USER_NOTIF), 0);
+        assert_eq!(returns(&plan.program, MISMATCH_PLACEHOLDER), 0);
+        // The x32 prefix still fails x32 calls directly in both programs.
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(supervised[4].k, errno);
+            assert_eq!(plan.program[4].k, errno);
+        }
+        assert_eq!(supervised.len(), plan.program.len());
+    }
+
+    #[test]
+    fn handoff_descriptor_allows_sendmsg_on_it_only() {
+        let plan = SeccompPlan::build(&rules(vec![ProfileName::Base], &[], &["sendmsg"]), Mode::Enforce).unwrap();
+        let socket = std::fs::File::open("/dev/null").unwrap();
+
+        let with_handoff = plan.supervised_program(Some(socket.as_fd())).unwrap();
+        let without = plan.supervised_program(None).unwrap();
+
+        assert!(with_handoff.len() > without.len());
+        assert!(with_handoff.iter().any(|instruction| instruction.k == socket.as_raw_fd() as u32));
+    }
+
+    #[test]
+    fn learning_program_allows_nothing_itself() {
+        let plan = SeccompPlan::learning(ErrnoName::ENOSYS).unwrap();
+        let program = plan.supervised_program(None).unwrap();
+        assert_eq!(returns(&program, libc::SECCOMP_RET_ALLOW), 0);
+        assert!(returns(&program, libc::SECCOMP_RET_USER_NOTIF) > 0);
     }
 
     #[test]

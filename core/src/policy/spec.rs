@@ -83,6 +83,10 @@ pub struct SyscallRules {
     pub deny: Vec<SyscallName>,
     /// The error returned by a system call outside the allow-list.
     pub default_errno: ErrnoName,
+    /// Hand system calls outside the allow-list to a supervisor process, which answers them
+    /// (`defaultErrno` in enforce mode, let through in audit mode) and reports each one. With
+    /// `false` the filter answers them itself and nothing is reported.
+    pub supervise: bool,
 }
 
 impl Default for SyscallRules {
@@ -92,6 +96,7 @@ impl Default for SyscallRules {
             allow: Vec::new(),
             deny: Vec::new(),
             default_errno: ErrnoName::ENOSYS,
+            supervise: true,
         }
     }
 }

@@ -2,5 +2,6 @@
 //! place in palisade-core with unsafe code; every unsafe block carries a `// SAFETY:` note.
 
 mod landlock;
+pub mod seccomp;
 
 pub use self::landlock::landlock_abi_version;

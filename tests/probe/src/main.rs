@@ -6,6 +6,10 @@
 //!   read PATH               open PATH for reading
 //!   exec PATH [ARGS...]     execute PATH in place
 //!   syscall NAME            ptrace, mount, unshare, io_uring_setup or bpf with harmless arguments
+//!   repeat-syscall NAME COUNT
+//!                           make the `syscall NAME` call COUNT times; the result is the last one's
+//!   wait-then-syscall FILE NAME
+//!                           print `ready`, wait until FILE exists, then make the `syscall NAME` call
 //!   x32-getpid              getpid through the x32 ABI (x86_64 only)
 //!   connect PORT            TCP connect to 127.0.0.1:PORT
 //!   thread-then-apply POLICY
@@ -31,6 +35,19 @@ fn main() -> ExitCode {
         "read" => std::fs::File::open(&operand).map(drop).map_err(errno_of),
         "exec" => Err(errno_of(std::process::Command::new(&operand).args(&args[2..]).exec())),
         "syscall" => sys::harmless_syscall(operand.to_str().unwrap_or_default()),
+        "repeat-syscall" => {
+            let count: u32 = args.get(2).and_then(|count| count.to_str()?.parse().ok()).unwrap_or(1);
+            let name = operand.to_str().unwrap_or_default();
+            (0..count).map(|_| sys::harmless_syscall(name)).last().unwrap_or(Ok(()))
+        }
+        "wait-then-syscall" => {
+            println!("ready");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            while !std::path::Path::new(&operand).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            sys::harmless_syscall(args.get(2).and_then(|name| name.to_str()).unwrap_or_default())
+        }
         "x32-getpid" => sys::x32_getpid(),
         "connect" => {
             let port: u16 = operand.to_str().and_then(|port| port.parse().ok()).unwrap_or(0);
