@@ -177,9 +177,9 @@ fn unsupported_otlp_protocol_falls_back_to_stderr() {
 /// Runs palisade-wrap inside an outer palisade-wrap whose seccomp filter hides Landlock, as on a
 /// kernel without it (Lambda's 5.10 kernels).
 fn without_landlock(inner_policy: &std::path::Path, command: &[&str]) -> support::Run {
-    let outer = policy(&format!(
-        "  process: {{execute: [/]}}\n  filesystem: {{read: [/], write: [/]}}\n  syscalls: {{profiles: [base], allow: [seccomp]}}\n  network: {{unrestrictedTcp: true}}\n  scope: {{abstractUnixSocket: false, signal: false}}\n"
-    ));
+    let outer = policy(
+        "  process: {execute: [/]}\n  filesystem: {read: [/], write: [/]}\n  syscalls: {profiles: [base], allow: [seccomp]}\n  network: {unrestrictedTcp: true}\n  scope: {abstractUnixSocket: false, signal: false}\n",
+    );
     let mut nested = vec![WRAP, "--policy", inner_policy.to_str().unwrap(), "--"];
     nested.extend_from_slice(command);
     wrap(&outer.path, &nested)
