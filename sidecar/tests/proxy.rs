@@ -338,15 +338,29 @@ fn connection_limit_answers_503() {
     let backend = Backend::start("127.0.0.2");
     let proxy = ProxyProcess::start(&policy(BACKEND_RULE), None, &["--max-connections", "2"]);
 
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(proxy.address).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // The start-up probe may still hold a slot for a moment, so an idle client that is turned
+    // away (it reads 503 at once) is replaced until two hold a slot.
+    let mut idle = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while idle.len() < 2 {
+        assert!(Instant::now() < deadline, "two idle clients could not get a connection slot");
+        let mut stream = TcpStream::connect(proxy.address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).is_err() {
+            idle.push(stream);
+        }
+    }
     let over = raw_request(proxy.address, b"");
     drop(idle);
-    std::thread::sleep(Duration::from_millis(200));
-    let (after, _) = curl(&["-x", &proxy.url(), &backend.url("/")]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = 0;
+    while after != 200 && Instant::now() < deadline {
+        after = curl(&["-x", &proxy.url(), &backend.url("/")]).0;
+    }
 
     assert_eq!(status_of(&over), 503, "{over}");
-    assert_eq!(after, 200);
+    assert_eq!(after, 200, "the proxy did not serve again after the idle clients left");
 }
 
 #[test]

@@ -4,7 +4,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -293,9 +292,10 @@ async fn write_response(
         head.extend_from_slice(b"connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    writer.write_all(&head).await?;
 
+    // The head goes out with the first body frame, so a small response takes one write.
     let mut relayed = 0u64;
+    let mut pending = Some(head);
     if !no_body {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(io::Error::other)?;
@@ -306,11 +306,17 @@ async fn write_response(
                 continue;
             }
             relayed += data.len() as u64;
-            write_body_data(writer, data, chunked).await?;
+            let mut out = pending.take().unwrap_or_default();
+            encode_body_data(&mut out, &data, chunked);
+            writer.write_all(&out).await?;
         }
-        if chunked {
-            writer.write_all(b"0\r\n\r\n").await?;
-        }
+    }
+    let mut out = pending.take().unwrap_or_default();
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        writer.write_all(&out).await?;
     }
     if close {
         writer.shutdown().await?;
@@ -318,11 +324,13 @@ async fn write_response(
     Ok((relayed, !close))
 }
 
-async fn write_body_data(writer: &mut OwnedWriteHalf, data: Bytes, chunked: bool) -> io::Result<()> {
-    if !chunked {
-        return writer.write_all(&data).await;
+/// Appends body data to `out`, as one chunk when `chunked`.
+fn encode_body_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
     }
-    writer.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
-    writer.write_all(&data).await?;
-    writer.write_all(b"\r\n").await
+    out.extend_from_slice(data);
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+    }
 }
