@@ -119,6 +119,19 @@ impl SeccompPlan {
         self.program.len()
     }
 
+    /// The program in the kernel's binary layout: `struct sock_filter` entries of 8 bytes in
+    /// native byte order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.program.len() * 8);
+        for instruction in &self.program {
+            bytes.extend_from_slice(&instruction.code.to_ne_bytes());
+            bytes.push(instruction.jt);
+            bytes.push(instruction.jf);
+            bytes.extend_from_slice(&instruction.k.to_ne_bytes());
+        }
+        bytes
+    }
+
     /// Installs the plain filter on every thread of the process (SECCOMP_FILTER_FLAG_TSYNC).
     pub fn install(&self) -> Result<(), EnforceError> {
         seccompiler::apply_filter_all_threads(&self.program)
