@@ -1,7 +1,9 @@
 //! Subcommands, one module each.
 
 mod integrity;
+mod learn;
 mod policy;
+mod policy_diff;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,8 @@ enum Command {
     /// Record and verify file integrity baselines, and watch files for changes.
     #[command(subcommand)]
     Integrity(integrity::IntegrityCommand),
+    /// Run a command in a learning run and write the smallest policy that allows what it did.
+    Learn(learn::LearnArgs),
 }
 
 /// Runs the chosen subcommand and maps its outcome to the process exit code.
@@ -29,5 +33,6 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Policy(command) => policy::run(command),
         Command::Integrity(command) => integrity::run(command),
+        Command::Learn(args) => learn::run(args),
     }
 }

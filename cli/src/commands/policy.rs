@@ -1,4 +1,4 @@
-//! `palisade policy`: check and explain.
+//! `palisade policy`: check, explain and diff.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -38,6 +38,14 @@ pub enum PolicyCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// List the rules NEW adds (+) and removes (-) compared with OLD. Exits 0 when they are the
+    /// same, 1 when they differ, 2 when one is invalid.
+    Diff {
+        /// The policy before.
+        old: PathBuf,
+        /// The policy after.
+        new: PathBuf,
+    },
 }
 
 pub fn run(command: PolicyCommand) -> ExitCode {
@@ -45,7 +53,17 @@ pub fn run(command: PolicyCommand) -> ExitCode {
         PolicyCommand::Check { file, json } => check(file, json),
         PolicyCommand::Explain { file, json } => explain(file, json),
         PolicyCommand::Compile { file, output } => compile(&file, &output),
+        PolicyCommand::Diff { old, new } => diff(&old, &new),
     }
+}
+
+fn diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
+    let (Ok(old), Ok(new)) = (load(old), load(new)) else { return ExitCode::from(2) };
+    let changes = super::policy_diff::diff(&old.policy, &new.policy);
+    for change in &changes {
+        println!("{change}");
+    }
+    ExitCode::from(u8::from(!changes.is_empty()))
 }
 
 fn load(file: &std::path::Path) -> Result<LoadedPolicy, ExitCode> {

@@ -60,9 +60,13 @@ impl Observations {
         }
     }
 
+    /// Writes the observations as JSON; the file appears complete or not at all.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, text)
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, path)
     }
 
     pub fn read_from(path: &Path) -> std::io::Result<Self> {
