@@ -31,7 +31,7 @@ fn require_aide() {
     panic!("AIDE is missing and `apt-get install aide` failed: install the Debian package aide (as root)");
 }
 
-/// An AIDE configuration whose rule records what Palisade records: type, permissions, owner,
+/// Writes an AIDE configuration whose rule records what Palisade records: type, permissions, owner,
 /// group, size, mtime, ctime, inode, link count, link target, extended attributes, capabilities
 /// and a SHA-256 content digest.
 fn write_aide_config(directory: &Path, tree: &Path) -> std::path::PathBuf {
@@ -74,16 +74,16 @@ fn parse_aide_report(bytes: &[u8]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("aide printed invalid JSON ({error}): {text}"))
 }
 
-/// A path from AIDE's report in Palisade's escaped form.
+/// Converts a path from AIDE's report to Palisade's escaped form.
 fn aide_path(text: &str) -> String {
     let bytes: Vec<u8> = text.chars().map(|c| u8::try_from(u32::from(c)).expect("byte-mapped character")).collect();
     palisade_core::integrity::escape(&bytes)
 }
 
-/// AIDE's report in Palisade's terms, without the differences that are by design: AIDE reports
-/// a directory's size, times and link count when entries are added to or removed from it
-/// (Palisade reports those entries), and it lists every attribute of an entry whose type
-/// changed (Palisade reports the type change alone).
+/// Converts AIDE's report to Palisade's terms, without the differences that are by design. AIDE
+/// reports a directory's size, times and link count when entries are added to or removed from
+/// it, where Palisade reports those entries. AIDE also lists every attribute of an entry whose
+/// type changed, where Palisade reports the type change alone.
 fn normalise_aide(report: &Value) -> Normalised {
     let mut normalised = Normalised::new();
     for (section, change) in [("added", "added"), ("removed", "removed")] {
@@ -138,8 +138,10 @@ fn normalise_palisade(report: &Expected) -> Normalised {
                 "modified" | "type_changed" => "changed",
                 other => other,
             };
-            let attributes =
-                attributes.iter().map(|name| if name.starts_with("xattr:") { "xattrs".to_owned() } else { name.clone() }).collect();
+            let attributes = attributes
+                .iter()
+                .map(|name| if name.starts_with("xattr:") { "xattrs".to_owned() } else { name.clone() })
+                .collect();
             (path.clone(), (change.to_owned(), attributes))
         })
         .collect()

@@ -127,7 +127,7 @@ fn fast_path_reuses_digests_except_high_assurance() {
 
     let (code, report) = verify(&manifest, &["--fast"]);
 
-    // bin/ holds tool and cap; the other 5 regular files are trusted from metadata.
+    // bin/ contains tool and cap; the other 5 regular files are trusted from metadata.
     assert_eq!(code, 0);
     assert_eq!(report["files_hashed"], 2);
     assert_eq!(report["digests_reused"], 5);
@@ -155,7 +155,12 @@ fn prefix_reroots_verification() {
 
     std::fs::write(copy.join("etc/conf"), b"config-v2\n").unwrap();
     let (code, report) = verify(&manifest, &["--root", &prefix_text, "--ignore-identity"]);
-    let expected: Expected = [(root.join("etc/conf").display().to_string(), "modified".to_owned(), vec!["digest".to_owned(), "mtime".to_owned()])].into();
+    let expected: Expected = [(
+        root.join("etc/conf").display().to_string(),
+        "modified".to_owned(),
+        vec!["digest".to_owned(), "mtime".to_owned()],
+    )]
+    .into();
     assert_eq!(reported(&report), expected);
     assert_eq!(code, 1);
 }

@@ -84,19 +84,22 @@ pub fn write_file(path: &Path, content: &[u8], mode: u32) {
 /// The report a verification should produce for one change kind: `(path, change, attributes)`.
 pub type Expected = BTreeSet<(String, String, Vec<String>)>;
 
+/// One expected change: path relative to the tree root, change kind, attribute names.
+pub type ExpectedChange = (&'static str, &'static str, &'static [&'static str]);
+
 /// One change kind applied to the test tree.
 pub struct Mutation {
     pub name: &'static str,
     pub apply: fn(&Path),
     /// The expected report, with paths relative to the tree root.
-    pub expected: fn() -> Vec<(&'static str, &'static str, &'static [&'static str])>,
+    pub expected: fn() -> Vec<ExpectedChange>,
 }
 
 fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
     fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
 }
 
-/// Every change kind except the one made while hashing, which needs a concurrent writer.
+/// Lists every change kind except the one made while hashing, which needs a concurrent writer.
 pub fn mutations() -> Vec<Mutation> {
     vec![
         Mutation {
@@ -139,7 +142,18 @@ pub fn mutations() -> Vec<Mutation> {
         },
         Mutation {
             name: "xattr_change",
-            apply: |root| run_ok("setfattr", &["-n".as_ref(), "user.note".as_ref(), "-v".as_ref(), "changed".as_ref(), root.join("etc/conf").as_os_str()]),
+            apply: |root| {
+                run_ok(
+                    "setfattr",
+                    &[
+                        "-n".as_ref(),
+                        "user.note".as_ref(),
+                        "-v".as_ref(),
+                        "changed".as_ref(),
+                        root.join("etc/conf").as_os_str(),
+                    ],
+                )
+            },
             expected: || vec![("etc/conf", "modified", &["ctime", "xattr:user.note"])],
         },
         Mutation {
@@ -200,7 +214,7 @@ pub fn mutations() -> Vec<Mutation> {
     ]
 }
 
-/// The expected report with absolute, escaped paths.
+/// Builds the expected report with absolute, escaped paths.
 pub fn expected_report(root: &Path, mutation: &Mutation) -> Expected {
     let root = root.display().to_string();
     (mutation.expected)()
@@ -215,12 +229,7 @@ pub fn expected_report(root: &Path, mutation: &Mutation) -> Expected {
 
 /// Records a manifest of `root` with `palisade integrity baseline`.
 pub fn baseline(root: &Path, manifest: &Path, extra: &[&str]) {
-    let output = run(palisade()
-        .args(["integrity", "baseline"])
-        .arg(root)
-        .arg("-o")
-        .arg(manifest)
-        .args(extra));
+    let output = run(palisade().args(["integrity", "baseline"]).arg(root).arg("-o").arg(manifest).args(extra));
     assert!(output.status.success(), "baseline failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
@@ -228,12 +237,16 @@ pub fn baseline(root: &Path, manifest: &Path, extra: &[&str]) {
 pub fn verify(manifest: &Path, extra: &[&str]) -> (i32, Value) {
     let output = run(palisade().args(["integrity", "verify", "--format", "json"]).arg(manifest).args(extra));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!("verify printed no JSON ({error}): {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "verify printed no JSON ({error}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
     });
     (output.status.code().expect("verify exited by a signal"), report)
 }
 
-/// The changes of a JSON report as `(path, change, sorted attribute names)`.
+/// Extracts the changes of a JSON report as `(path, change, sorted attribute names)`.
 pub fn reported(report: &Value) -> Expected {
     report["changes"]
         .as_array()
@@ -258,7 +271,7 @@ pub fn let_clock_advance() {
     std::thread::sleep(Duration::from_millis(30));
 }
 
-/// A fresh directory under /var/tmp (a real disk filesystem, unlike a tmpfs /tmp).
+/// Creates a fresh directory under /var/tmp, which stays on disk where /tmp is a tmpfs.
 pub fn scratch_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("palisade-integrity-").tempdir_in("/var/tmp").unwrap()
 }

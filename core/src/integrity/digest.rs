@@ -23,7 +23,7 @@ pub(crate) struct Hashed {
     pub changed_while_reading: bool,
 }
 
-/// Why a path could not be hashed.
+/// The reason a path could not be hashed.
 #[derive(Debug)]
 pub(crate) enum HashFailure {
     /// The path is no longer the regular file `lstat` saw (replaced between `lstat` and `open`).
@@ -106,7 +106,7 @@ fn read_digest(file: &mut File, algorithm: DigestAlgorithm, size: u64) -> io::Re
 
 /// Reads `file` to its end, passing each filled buffer to `consume`. Reading stops without a
 /// final zero-length read once `expected` bytes (the size from `fstat`) arrived in a short read:
-/// a file that grows meanwhile has a new size and mtime, which the caller's second `fstat` sees.
+/// a file that grows meanwhile has a new size and mtime, which the caller's second `fstat` detects.
 fn read_chunks(file: &mut File, buffer: &mut [u8], expected: u64, mut consume: impl FnMut(&[u8])) -> io::Result<()> {
     let mut total = 0u64;
     loop {
@@ -133,7 +133,7 @@ fn read_chunks(file: &mut File, buffer: &mut [u8], expected: u64, mut consume: i
     }
 }
 
-/// The digest of `bytes`, for tests and callers that hash content they already hold.
+/// Hashes `bytes`, for tests and callers that already have the content in memory.
 pub fn digest_bytes(algorithm: DigestAlgorithm, bytes: &[u8]) -> Vec<u8> {
     match algorithm {
         DigestAlgorithm::Blake3 => blake3::hash(bytes).as_bytes().to_vec(),

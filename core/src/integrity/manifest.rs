@@ -135,7 +135,12 @@ impl Manifest {
         let descend_pseudo = match line.strip_prefix("pseudo-filesystems ") {
             Some("skip") => false,
             Some("descend") => true,
-            _ => return Err(parse_error(number, "expected \"pseudo-filesystems skip\" or \"pseudo-filesystems descend\"")),
+            _ => {
+                return Err(parse_error(
+                    number,
+                    "expected \"pseudo-filesystems skip\" or \"pseudo-filesystems descend\"",
+                ))
+            }
         };
 
         let mut scope = Scope::default();
@@ -265,7 +270,8 @@ fn decode_entry(line: &str) -> Result<Entry, String> {
     if fields.len() != FIELDS {
         return Err(format!("expected {FIELDS} tab-separated fields, found {}", fields.len()));
     }
-    let path_bytes = |value: &str, name: &str| unescape(value).ok_or_else(|| format!("invalid escape sequence in {name}"));
+    let path_bytes =
+        |value: &str, name: &str| unescape(value).ok_or_else(|| format!("invalid escape sequence in {name}"));
     let number = |value: &str, name: &str| value.parse::<u64>().map_err(|_| format!("invalid {name} {value:?}"));
     let id = |value: &str, name: &str| value.parse::<u32>().map_err(|_| format!("invalid {name} {value:?}"));
     let time = |value: &str, name: &str| Timestamp::parse(value).ok_or_else(|| format!("invalid {name} {value:?}"));
@@ -340,7 +346,10 @@ mod tests {
             nlink: 2,
             rdev: 0,
             target: Some(PathBuf::from(std::ffi::OsStr::from_bytes(b"../t\narget"))),
-            xattrs: BTreeMap::from([(b"security.capability".to_vec(), vec![1, 0, 0, 2]), (b"user.a=b;c".to_vec(), vec![])]),
+            xattrs: BTreeMap::from([
+                (b"security.capability".to_vec(), vec![1, 0, 0, 2]),
+                (b"user.a=b;c".to_vec(), vec![]),
+            ]),
             digest: Some(vec![0xab; 32]),
             note: None,
         }

@@ -72,8 +72,12 @@ pub fn baseline(scope: &Scope, options: &ScanOptions) -> Result<Baseline, Integr
         }
     }
 
-    let manifest =
-        Manifest { algorithm: options.algorithm, descend_pseudo: options.descend_pseudo, scope: scope.clone(), entries };
+    let manifest = Manifest {
+        algorithm: options.algorithm,
+        descend_pseudo: options.descend_pseudo,
+        scope: scope.clone(),
+        entries,
+    };
     Ok(Baseline { manifest, errors: scan.errors, changed_while_reading: scan.changed_while_reading })
 }
 
@@ -104,6 +108,8 @@ pub fn generate_signing_key() -> Result<SigningKey, IntegrityError> {
     use std::io::Read;
 
     let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut seed)).map_err(IntegrityError::Random)?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut seed))
+        .map_err(IntegrityError::Random)?;
     Ok(SigningKey::from_bytes(&seed))
 }

@@ -47,7 +47,7 @@ pub struct EntryError {
     pub error: io::Error,
 }
 
-/// What a scan found.
+/// The entries, errors and counters of one scan.
 #[derive(Debug, Default)]
 pub struct Scan {
     /// Entries sorted by path bytes.
@@ -104,7 +104,11 @@ pub(crate) fn scan_reusing(
 
 /// Records the entries at the given paths: each path alone, or with everything below it when
 /// its flag is set. Paths must lie in the scope's roots; missing paths have no entries.
-pub(crate) fn scan_paths(scope: &Scope, options: &ScanOptions, paths: &[(PathBuf, bool)]) -> Result<Scan, IntegrityError> {
+pub(crate) fn scan_paths(
+    scope: &Scope,
+    options: &ScanOptions,
+    paths: &[(PathBuf, bool)],
+) -> Result<Scan, IntegrityError> {
     let walker = Walker { scope, exclude: scope.exclude_set()?, options, mounts: MountTable::read(), reuse: None };
     let outcomes: Vec<Outcome> = paths
         .par_iter()
@@ -147,9 +151,11 @@ fn collect(outcomes: Vec<Outcome>) -> Scan {
 }
 
 impl Walker<'_> {
-    /// Whether `path` or a directory above it (inside its root) matches an exclude glob.
+    /// Returns whether `path` or a directory above it (inside its root) matches an exclude glob.
     fn is_excluded(&self, path: &Path) -> bool {
-        path.ancestors().take_while(|ancestor| self.scope.contains(ancestor)).any(|ancestor| self.exclude.is_match(ancestor))
+        path.ancestors()
+            .take_while(|ancestor| self.scope.contains(ancestor))
+            .any(|ancestor| self.exclude.is_match(ancestor))
     }
 
     fn visit_root(&self, root: &Path) -> Vec<Outcome> {
@@ -312,8 +318,8 @@ impl Walker<'_> {
         Ok((entry, flags))
     }
 
-    /// The previous entry of a regular file whose size, mtime, ctime and inode are unchanged, when
-    /// it has a digest and is not under a high-assurance root.
+    /// Returns the previous entry of a regular file whose size, mtime, ctime and inode are
+    /// unchanged, when it has a digest and is not under a high-assurance root.
     fn reusable(&self, path: &Path, metadata: &Metadata) -> Option<&Entry> {
         use std::os::unix::ffi::OsStrExt;
 
@@ -333,8 +339,8 @@ impl Walker<'_> {
     }
 }
 
-/// The names in a directory with their types from the directory entry, where the filesystem
-/// reports one.
+/// Lists the names in a directory with their types from the directory entry, where the
+/// filesystem reports one.
 fn read_names(directory: &Path) -> io::Result<Vec<(OsString, Option<std::fs::FileType>)>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(directory)? {

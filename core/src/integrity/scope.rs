@@ -1,4 +1,4 @@
-//! What a manifest covers: roots, exclude globs and high-assurance roots.
+//! The coverage of a manifest: roots, exclude globs and high-assurance roots.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -42,7 +42,7 @@ impl Scope {
         Ok(scope)
     }
 
-    /// The `integrity` section of a workload policy.
+    /// Builds the scope from the `integrity` section of a workload policy.
     pub fn from_policy(rules: &IntegrityRules) -> Result<Self, IntegrityError> {
         Self::new(
             rules.paths.iter().map(|path| path.as_path().to_owned()),
@@ -59,17 +59,18 @@ impl Scope {
             })?;
             builder.add(glob);
         }
-        builder
-            .build()
-            .map_err(|error| IntegrityError::InvalidGlob { pattern: self.exclude.join(", "), reason: error.to_string() })
+        builder.build().map_err(|error| IntegrityError::InvalidGlob {
+            pattern: self.exclude.join(", "),
+            reason: error.to_string(),
+        })
     }
 
-    /// Whether `path` lies in a high-assurance root.
+    /// Returns whether `path` lies in a high-assurance root.
     pub fn is_high_assurance(&self, path: &Path) -> bool {
         self.high_assurance.iter().any(|root| path.starts_with(root))
     }
 
-    /// Whether `path` lies in one of the roots.
+    /// Returns whether `path` lies in one of the roots.
     pub fn contains(&self, path: &Path) -> bool {
         self.roots.iter().any(|root| path.starts_with(root))
     }
@@ -92,8 +93,8 @@ fn normalise(path: &Path) -> Result<PathBuf, IntegrityError> {
 }
 
 /// Maps a path of the checked namespace to the path that reaches it through `prefix`.
-// NOTE: a symbolic link among the root's own components inside the prefix is followed by the
-// kernel, and an absolute target escapes the prefix; openat2 with RESOLVE_IN_ROOT would not.
+// NOTE: the kernel follows a symbolic link among the root's own components inside the prefix,
+// so an absolute link target escapes the prefix. openat2 with RESOLVE_IN_ROOT would prevent that.
 pub(crate) fn under_prefix(prefix: Option<&Path>, path: &Path) -> PathBuf {
     match prefix {
         Some(prefix) => prefix.join(path.strip_prefix("/").unwrap_or(path)),
@@ -107,12 +108,8 @@ mod tests {
 
     #[test]
     fn scope_drops_nested_roots() {
-        let scope = Scope::new(
-            [PathBuf::from("/usr/bin"), PathBuf::from("/usr/"), PathBuf::from("/etc")],
-            [],
-            [],
-        )
-        .unwrap();
+        let scope =
+            Scope::new([PathBuf::from("/usr/bin"), PathBuf::from("/usr/"), PathBuf::from("/etc")], [], []).unwrap();
 
         assert_eq!(scope.roots, [PathBuf::from("/etc"), PathBuf::from("/usr")]);
     }
@@ -131,7 +128,10 @@ mod tests {
 
     #[test]
     fn prefix_reroots_paths() {
-        assert_eq!(under_prefix(Some(Path::new("/proc/7/root")), Path::new("/usr/bin")), Path::new("/proc/7/root/usr/bin"));
+        assert_eq!(
+            under_prefix(Some(Path::new("/proc/7/root")), Path::new("/usr/bin")),
+            Path::new("/proc/7/root/usr/bin")
+        );
         assert_eq!(under_prefix(None, Path::new("/usr/bin")), Path::new("/usr/bin"));
     }
 }

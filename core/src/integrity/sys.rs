@@ -72,8 +72,7 @@ fn read_xattr(path: &CString, name: &CString) -> io::Result<Option<Vec<u8>>> {
         }
         let mut value = vec![0u8; size as usize];
         // SAFETY: `value` is writable for `value.len()` bytes and outlives the call.
-        let read =
-            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        let read = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
         if read >= 0 {
             value.truncate(read as usize);
             return Ok(Some(value));

@@ -20,7 +20,7 @@ pub struct VerifyOptions {
     pub ignore_identity: bool,
 }
 
-/// What kind of difference a [`Change`] is.
+/// The kind of difference a [`Change`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
     Added,
@@ -95,9 +95,8 @@ pub fn verify(manifest: &Manifest, options: &VerifyOptions) -> Result<Report, In
     scan_options.algorithm = manifest.algorithm;
     scan_options.descend_pseudo = manifest.descend_pseudo;
 
-    let reuse: Option<ReuseMap<'_>> = options
-        .metadata_fast_path
-        .then(|| manifest.entries.iter().map(|entry| (entry.path_bytes(), entry)).collect());
+    let reuse: Option<ReuseMap<'_>> =
+        options.metadata_fast_path.then(|| manifest.entries.iter().map(|entry| (entry.path_bytes(), entry)).collect());
     let scan = scan_reusing(&manifest.scope, &scan_options, reuse.as_ref())?;
 
     Ok(compare(&manifest.entries, scan, options.ignore_identity))
@@ -135,8 +134,7 @@ pub fn compare(recorded: &[Entry], scan: Scan, ignore_identity: bool) -> Report 
                 let new = &current[new_index];
                 let mut change = Change::whole(new.path.clone(), ChangeKind::Added, None, Some(new.kind));
                 if new.kind != EntryKind::Directory {
-                    change.hard_link_of =
-                        existing_inodes.get(&(new.device, new.inode)).map(|path| path.to_path_buf());
+                    change.hard_link_of = existing_inodes.get(&(new.device, new.inode)).map(|path| path.to_path_buf());
                 }
                 changes.push(change);
                 new_index += 1;
@@ -161,7 +159,7 @@ impl Change {
     }
 }
 
-/// The differences between two entries of one path, or `None` when they match.
+/// Compares two entries of one path and returns their differences, or `None` when they match.
 pub fn compare_entry(old: &Entry, new: &Entry, changed_while_reading: bool, ignore_identity: bool) -> Option<Change> {
     let mut change = Change::whole(new.path.clone(), ChangeKind::Modified, Some(old.kind), Some(new.kind));
     if old.kind != new.kind {

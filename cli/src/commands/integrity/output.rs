@@ -67,7 +67,16 @@ pub fn report_table(report: &Report) -> String {
         let widths: Vec<usize> =
             (0..3).map(|column| rows.iter().chain([&header]).map(|row| row[column].len()).max().unwrap_or(0)).collect();
         for row in std::iter::once(&header).chain(&rows) {
-            let line = format!("{:<w0$}  {:<w1$}  {:<w2$}  {}", row[0], row[1], row[2], row[3], w0 = widths[0], w1 = widths[1], w2 = widths[2]);
+            let line = format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
             text.push_str(line.trim_end());
             text.push('\n');
         }

@@ -53,7 +53,8 @@ pub fn run(args: VerifyArgs) -> u8 {
         Ok(manifest) => manifest,
         Err(error) => return report_error(&error),
     };
-    let telemetry = match args.events.then(|| Telemetry::from_env(Resource::detect("palisade"), Duration::from_secs(5))) {
+    let telemetry = match args.events.then(|| Telemetry::from_env(Resource::detect("palisade"), Duration::from_secs(5)))
+    {
         Some(Ok(telemetry)) => Some(telemetry),
         Some(Err(error)) => return report_error(&error),
         None => None,

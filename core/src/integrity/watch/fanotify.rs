@@ -55,7 +55,11 @@ impl FanotifySource {
             if !devices.insert(metadata.dev()) {
                 continue;
             }
-            let directory = if metadata.is_dir() { physical.clone() } else { physical.parent().unwrap_or(Path::new("/")).to_owned() };
+            let directory = if metadata.is_dir() {
+                physical.clone()
+            } else {
+                physical.parent().unwrap_or(Path::new("/")).to_owned()
+            };
             sys::fanotify_mark_filesystem(group.as_fd(), &directory, MASK)
                 .map_err(|source| IntegrityError::WatchAdd { path: root.clone(), source })?;
             let fsid = sys::filesystem_id(&directory).map_err(init_error)?;
@@ -100,10 +104,10 @@ impl FanotifySource {
         }
         let metadata_length = usize::from(u16::from_ne_bytes([event[6], event[7]]));
         let pid = i32::from_ne_bytes(event[20..24].try_into().unwrap_or_default());
-        let process = u32::try_from(pid).ok().filter(|pid| *pid > 0).map(|pid| ProcessInfo {
-            pid,
-            executable: std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
-        });
+        let process = u32::try_from(pid)
+            .ok()
+            .filter(|pid| *pid > 0)
+            .map(|pid| ProcessInfo { pid, executable: std::fs::read_link(format!("/proc/{pid}/exe")).ok() });
 
         // Information records follow the metadata.
         let mut offset = metadata_length;
@@ -141,7 +145,9 @@ impl FanotifySource {
                 _ => None,
             };
             match name {
-                Some(name) if name != "." && !name.is_empty() => batch.mark(directory.join(name), true, process.clone()),
+                Some(name) if name != "." && !name.is_empty() => {
+                    batch.mark(directory.join(name), true, process.clone())
+                }
                 _ => batch.mark(directory, false, process.clone()),
             }
         }
@@ -168,7 +174,8 @@ impl Source for FanotifySource {
             };
             let mut offset = 0;
             while offset + METADATA_LENGTH <= length {
-                let event_length = u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap_or_default()) as usize;
+                let event_length =
+                    u32::from_ne_bytes(buffer[offset..offset + 4].try_into().unwrap_or_default()) as usize;
                 if event_length < METADATA_LENGTH || offset + event_length > length {
                     break;
                 }

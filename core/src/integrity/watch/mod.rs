@@ -1,7 +1,7 @@
 //! Following changes as they happen: fanotify with filesystem marks where the kernel and
 //! privileges allow, inotify directory watches otherwise.
 //!
-//! Kernel events only say which path to look at. The watcher re-records that path (its whole
+//! Kernel events only name the path to look at. The watcher re-records that path (its whole
 //! subtree for a directory that appeared) and compares it with what it recorded before, so a
 //! change is reported with the same attributes as [`super::verify`] reports, and duplicate or
 //! coalesced kernel events cannot produce duplicate reports. When the kernel queue overflows,
@@ -65,16 +65,27 @@ pub struct ProcessInfo {
     pub executable: Option<PathBuf>,
 }
 
-/// What a watcher reports.
+/// An event reported by a watcher.
 #[derive(Debug)]
 pub enum WatchEvent {
     /// The initial scan is done and events are being followed.
-    Ready { backend: Backend, entries: usize, fallback_reason: Option<String> },
-    Changed { change: Change, process: Option<ProcessInfo> },
+    Ready {
+        backend: Backend,
+        entries: usize,
+        fallback_reason: Option<String>,
+    },
+    Changed {
+        change: Change,
+        process: Option<ProcessInfo>,
+    },
     /// The kernel dropped events; a full rescan follows.
-    CoverageLost { reason: String },
+    CoverageLost {
+        reason: String,
+    },
     /// The rescan after lost coverage is done and its changes were reported.
-    Rescanned { changes: usize },
+    Rescanned {
+        changes: usize,
+    },
     /// An entry could not be recorded.
     Error(EntryError),
 }
@@ -152,7 +163,9 @@ pub fn watch(
         }
 
         if batch.overflow {
-            sink(WatchEvent::CoverageLost { reason: format!("the {} event queue overflowed", source.backend().as_str()) });
+            sink(WatchEvent::CoverageLost {
+                reason: format!("the {} event queue overflowed", source.backend().as_str()),
+            });
             let changes = rescan(scope, options, &mut state, source.as_mut(), sink)?;
             sink(WatchEvent::Rescanned { changes });
             continue;
@@ -168,7 +181,9 @@ pub fn watch(
 
 fn open_source(scope: &Scope, options: &WatchOptions) -> Result<(Box<dyn Source>, Option<String>), IntegrityError> {
     match options.backend {
-        Some(Backend::Fanotify) => Ok((Box::new(fanotify::FanotifySource::new(scope, options.scan.prefix.as_deref())?), None)),
+        Some(Backend::Fanotify) => {
+            Ok((Box::new(fanotify::FanotifySource::new(scope, options.scan.prefix.as_deref())?), None))
+        }
         Some(Backend::Inotify) => Ok((Box::new(inotify::InotifySource::new(options.scan.prefix.clone())?), None)),
         None => match fanotify::FanotifySource::new(scope, options.scan.prefix.as_deref()) {
             Ok(source) => Ok((Box::new(source), None)),
@@ -228,8 +243,12 @@ fn apply(
         }
 
         let unstable: HashSet<PathBuf> = scan.changed_while_reading.iter().cloned().collect();
-        let new_directories: Vec<PathBuf> =
-            scan.entries.iter().filter(|entry| entry.kind == EntryKind::Directory).map(|entry| entry.path.clone()).collect();
+        let new_directories: Vec<PathBuf> = scan
+            .entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Directory)
+            .map(|entry| entry.path.clone())
+            .collect();
         let mut current = scan.entries.clone();
         let old = state.subtree(&path, dirty.recursive);
 
@@ -248,7 +267,7 @@ fn apply(
                     .and_then(|entry| state.find_hard_link(entry, &path));
             }
             // A new hard link changes the link count of the original, which inotify does not
-            // report; the process that made the link made that change too.
+            // report. The process that made the link also made that change.
             if let Some(original) = &change.hard_link_of {
                 again.mark(original.clone(), false, dirty.process.clone());
             }
@@ -318,10 +337,14 @@ impl State {
     }
 
     fn directories(&self) -> Vec<PathBuf> {
-        self.entries.values().filter(|entry| entry.kind == EntryKind::Directory).map(|entry| entry.path.clone()).collect()
+        self.entries
+            .values()
+            .filter(|entry| entry.kind == EntryKind::Directory)
+            .map(|entry| entry.path.clone())
+            .collect()
     }
 
-    /// The keys of `path` and, when `recursive`, of every entry below it, in path byte order.
+    /// Returns the keys of `path` and, when `recursive`, of every entry below it, in path byte order.
     fn subtree_keys(&self, path: &Path, recursive: bool) -> Vec<Vec<u8>> {
         let prefix = path.as_os_str().as_bytes();
         self.entries
@@ -333,14 +356,16 @@ impl State {
             .collect()
     }
 
-    /// A recorded entry outside `rescanned` that shares `entry`'s device and inode.
+    /// Finds a recorded entry outside `rescanned` that shares `entry`'s device and inode.
     fn find_hard_link(&self, entry: &Entry, rescanned: &Path) -> Option<PathBuf> {
         if entry.kind == EntryKind::Directory || entry.nlink < 2 {
             return None;
         }
         self.entries
             .values()
-            .find(|other| other.device == entry.device && other.inode == entry.inode && !other.path.starts_with(rescanned))
+            .find(|other| {
+                other.device == entry.device && other.inode == entry.inode && !other.path.starts_with(rescanned)
+            })
             .map(|other| other.path.clone())
     }
 
@@ -358,5 +383,76 @@ impl State {
         for entry in entries {
             self.entries.insert(entry.path_bytes().to_vec(), entry);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrity::entry::Timestamp;
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: PathBuf::from(path),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            device: 1,
+            inode: 1,
+            nlink: 1,
+            rdev: 0,
+            target: None,
+            xattrs: Default::default(),
+            digest: None,
+            note: None,
+        }
+    }
+
+    fn state() -> State {
+        State::new(vec![
+            entry("/r/a", EntryKind::Directory),
+            entry("/r/a/x", EntryKind::File),
+            entry("/r/a-b", EntryKind::File),
+            entry("/r/a/y/z", EntryKind::File),
+            entry("/r/ab", EntryKind::File),
+        ])
+    }
+
+    fn paths(entries: Vec<Entry>) -> Vec<String> {
+        entries.into_iter().map(|entry| entry.path.display().to_string()).collect()
+    }
+
+    #[test]
+    fn subtree_excludes_siblings_sharing_a_prefix() {
+        assert_eq!(paths(state().subtree(Path::new("/r/a"), true)), ["/r/a", "/r/a/x", "/r/a/y/z"]);
+    }
+
+    #[test]
+    fn shallow_subtree_is_the_entry_alone() {
+        assert_eq!(paths(state().subtree(Path::new("/r/a"), false)), ["/r/a"]);
+    }
+
+    #[test]
+    fn replace_swaps_the_subtree() {
+        let mut state = state();
+        state.replace(Path::new("/r/a"), true, vec![entry("/r/a", EntryKind::File)]);
+
+        let all: Vec<&PathBuf> = state.entries.values().map(|entry| &entry.path).collect();
+        assert_eq!(all, [Path::new("/r/a"), Path::new("/r/a-b"), Path::new("/r/ab")]);
+    }
+
+    #[test]
+    fn batch_mark_keeps_first_process_and_widens_recursion() {
+        let mut batch = Batch::default();
+        batch.mark(PathBuf::from("/r/a"), false, Some(ProcessInfo { pid: 7, executable: None }));
+        batch.mark(PathBuf::from("/r/a"), true, Some(ProcessInfo { pid: 8, executable: None }));
+
+        let dirty = &batch.dirty[Path::new("/r/a")];
+        assert!(dirty.recursive);
+        assert_eq!(dirty.process.as_ref().map(|process| process.pid), Some(7));
     }
 }
