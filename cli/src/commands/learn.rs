@@ -1,6 +1,7 @@
 //! `palisade learn --out POLICY -- CMD [ARGS...]`: runs a command under palisade-wrap in a
 //! learning run and writes the smallest policy that allows what it did.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -27,6 +28,10 @@ pub struct LearnArgs {
     /// An existing policy: list its rules that the run never exercised.
     #[arg(long, value_name = "POLICY")]
     against: Option<PathBuf>,
+    /// JSON-lines events of an egress proxy that ran in audit mode during the command: the host
+    /// names in its `palisade.egress.decision` events become egress rules.
+    #[arg(long, value_name = "FILE")]
+    egress_events: Option<PathBuf>,
     /// The palisade-wrap binary; defaults to the one beside this program, then PATH.
     #[arg(long, value_name = "PATH")]
     wrap: Option<PathBuf>,
@@ -62,7 +67,14 @@ fn learn(args: &LearnArgs) -> Result<ExitCode, String> {
         .args(&args.command)
         .status()
         .map_err(|error| format!("cannot run {}: {error}", wrap.display()))?;
-    let observations = wait_for_observations(&observations_path)?;
+    let mut observations = wait_for_observations(&observations_path)?;
+    if let Some(path) = &args.egress_events {
+        let events =
+            std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        if observations.add_egress_events(&events) == 0 {
+            println!("note: {} holds no palisade.egress.decision events", path.display());
+        }
+    }
     let _ = std::fs::remove_dir_all(&workdir);
 
     let command: Vec<String> = args.command.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
@@ -74,13 +86,14 @@ fn learn(args: &LearnArgs) -> Result<ExitCode, String> {
 
     let rules = &learned.rules;
     println!(
-        "wrote {}: {} system calls, {} executables, {} read rules, {} write rules, {} destination ports",
+        "wrote {}: {} system calls, {} executables, {} read rules, {} write rules, {} destination ports, {} host patterns",
         args.out.display(),
         rules.syscalls.len(),
         rules.execute.len(),
         rules.read.len(),
         rules.write.len(),
-        rules.connect.len()
+        rules.connect.len(),
+        rules.hosts.values().map(BTreeSet::len).sum::<usize>()
     );
     if !status.success() {
         println!("note: the command exited with {status}; the policy covers only what it did before that");

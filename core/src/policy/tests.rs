@@ -125,3 +125,13 @@ fn writable_executable_path_warns() {
     let warnings = weakening_rules(&parse(&text).unwrap());
     assert!(warnings.iter().any(|warning| warning.message.contains("also writable")), "{warnings:?}");
 }
+
+#[test]
+fn supervision_defaults_on_and_can_be_turned_off() {
+    let policy = parse("apiVersion: palisade.dev/v1alpha1\nkind: WorkloadPolicy\n").unwrap();
+    assert!(policy.spec.syscalls.supervise);
+    let plain = parse(&FULL.replace("defaultErrno: ENOSYS}", "defaultErrno: ENOSYS, supervise: false}")).unwrap();
+    assert!(!plain.spec.syscalls.supervise);
+    let (_, _, message) = parse_error(&FULL.replace("defaultErrno: ENOSYS}", "defaultErrno: ENOSYS, supervise: yes}"));
+    assert!(message.contains("supervise"), "{message}");
+}

@@ -1,8 +1,8 @@
 //! Learning a policy: what a supervised run observed, and the smallest policy that allows it.
 //!
-//! Paths are generalised only as far as needed to stay reviewable: a file read alone keeps its
-//! own rule, files read from one directory become a rule on that directory, and three or more
-//! sibling directories become a rule on their parent, but never on `/` or a top-level directory
+//! Paths are generalised only as far as needed to stay reviewable. A file read alone keeps its
+//! own rule, and files read from one directory become a rule on that directory. Three or more
+//! sibling rules become a rule on their parent, but never on `/` or on a top-level directory
 //! such as `/usr` or `/etc`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +35,8 @@ pub struct Observations {
     /// Files created, removed or renamed; the rule goes on their directory.
     pub changed: BTreeSet<PathBuf>,
     pub connected: BTreeSet<SocketAddr>,
+    /// Host names reached through the egress proxy, with their ports.
+    pub hosts: BTreeMap<String, BTreeSet<u16>>,
 }
 
 impl Observations {
@@ -60,6 +62,34 @@ impl Observations {
         }
     }
 
+    /// Adds the destinations of the `palisade.egress.decision` events in `json_lines`, as the
+    /// egress proxy writes them in audit mode. Returns how many events were read.
+    pub fn add_egress_events(&mut self, json_lines: &str) -> usize {
+        let mut count = 0;
+        for line in json_lines.lines().filter(|line| line.starts_with('{')) {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if event["event_name"] != crate::telemetry::names::EGRESS_DECISION {
+                continue;
+            }
+            let attributes = &event["attributes"];
+            let host = attributes[crate::telemetry::attributes::SERVER_ADDRESS].as_str();
+            let port = attributes[crate::telemetry::attributes::SERVER_PORT]
+                .as_u64()
+                .and_then(|port| u16::try_from(port).ok());
+            let (Some(host), Some(port)) = (host, port) else { continue };
+            count += 1;
+            match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+                Ok(address) => {
+                    self.connected.insert(SocketAddr::new(address, port));
+                }
+                Err(_) => {
+                    self.hosts.entry(host.to_ascii_lowercase()).or_default().insert(port);
+                }
+            }
+        }
+        count
+    }
+
     /// Writes the observations as JSON; the file appears complete or not at all.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
@@ -74,7 +104,7 @@ impl Observations {
         serde_json::from_slice(&text).map_err(std::io::Error::other)
     }
 
-    /// The smallest policy that allows what was observed, as YAML and parsed.
+    /// Builds the smallest policy that allows what was observed, as YAML and parsed.
     pub fn to_policy(&self, name: &str, command: &[String]) -> Result<LearnedPolicy, PolicyError> {
         let rules = self.rules();
         let yaml = rules.to_yaml(name, command);
@@ -82,7 +112,7 @@ impl Observations {
         Ok(LearnedPolicy { yaml, policy, rules })
     }
 
-    /// The rules, before they are written out.
+    /// Builds the rules of the learned policy, before they are written out.
     pub fn rules(&self) -> LearnedRules {
         let execute: BTreeSet<PathBuf> = self.executed.iter().map(|path| canonical(path)).collect();
 
@@ -99,7 +129,14 @@ impl Observations {
             ports.entry(address.port()).or_default().insert(address.ip());
         }
 
-        LearnedRules { execute, read, write, syscalls: self.syscalls.clone(), connect: ports }
+        LearnedRules {
+            execute,
+            read,
+            write,
+            syscalls: self.syscalls.clone(),
+            connect: ports,
+            hosts: host_rules(&self.hosts),
+        }
     }
 }
 
@@ -112,6 +149,8 @@ pub struct LearnedRules {
     pub syscalls: BTreeSet<String>,
     /// Ports connected to, with the addresses reached on each.
     pub connect: BTreeMap<u16, BTreeSet<std::net::IpAddr>>,
+    /// Host patterns reached through the egress proxy, grouped by the ports they were reached on.
+    pub hosts: BTreeMap<BTreeSet<u16>, BTreeSet<String>>,
 }
 
 impl LearnedRules {
@@ -144,10 +183,15 @@ impl LearnedRules {
         let ports: Vec<String> = self.connect.keys().map(u16::to_string).collect();
         let _ = writeln!(yaml, "  network:\n    connectTcp: [{}]", ports.join(", "));
         let _ = writeln!(yaml, "  egress:\n    default: deny");
-        if self.connect.is_empty() {
+        if self.connect.is_empty() && self.hosts.is_empty() {
             let _ = writeln!(yaml, "    allow: []");
         } else {
             let _ = writeln!(yaml, "    allow:");
+            for (ports, hosts) in &self.hosts {
+                let hosts: Vec<String> = hosts.iter().map(|host| quote(host)).collect();
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                let _ = writeln!(yaml, "      - hosts: [{}]\n        ports: [{}]", hosts.join(", "), ports.join(", "));
+            }
             for (port, addresses) in &self.connect {
                 let cidrs: Vec<String> =
                     addresses.iter().map(|address| quote(&ipnet::IpNet::from(*address).to_string())).collect();
@@ -166,7 +210,7 @@ pub struct LearnedPolicy {
     pub rules: LearnedRules,
 }
 
-/// The real path, when it exists.
+/// Returns the real path, when it exists.
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
@@ -237,6 +281,41 @@ fn generalise(files: BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
     }
 }
 
+/// Host names become egress host patterns: two or more names under one parent domain become
+/// `*.parent`, unless the parent is a top-level domain (`*.com` is never written). Names with the
+/// same set of ports share a rule.
+fn host_rules(hosts: &BTreeMap<String, BTreeSet<u16>>) -> BTreeMap<BTreeSet<u16>, BTreeSet<String>> {
+    let mut by_parent: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for host in hosts.keys() {
+        if let Some((_, parent)) = host.split_once('.').filter(|(_, parent)| parent.contains('.')) {
+            by_parent.entry(parent).or_default().push(host);
+        }
+    }
+
+    let mut rules: BTreeMap<BTreeSet<u16>, BTreeSet<String>> = BTreeMap::new();
+    for (host, ports) in hosts {
+        let parent = host.split_once('.').map(|(_, parent)| parent);
+        let siblings = parent.and_then(|parent| by_parent.get(parent)).map_or(0, Vec::len);
+        let pattern = match parent {
+            Some(parent) if siblings >= 2 => format!("*.{parent}"),
+            _ => host.clone(),
+        };
+        rules.entry(ports.clone()).or_default().insert(pattern);
+    }
+    // A wildcard and one of its names may have landed under different port sets: merge the ports.
+    let mut merged: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    for (ports, patterns) in rules {
+        for pattern in patterns {
+            merged.entry(pattern).or_default().extend(ports.iter().copied());
+        }
+    }
+    let mut grouped: BTreeMap<BTreeSet<u16>, BTreeSet<String>> = BTreeMap::new();
+    for (pattern, ports) in merged {
+        grouped.entry(ports).or_default().insert(pattern);
+    }
+    grouped
+}
+
 /// Device and kernel files keep exact rules: a directory rule there grants far more.
 fn is_pseudo(path: &Path) -> bool {
     path.starts_with("/dev") || path.starts_with("/sys")
@@ -281,13 +360,20 @@ pub fn unexercised_rules(policy: &Policy, observations: &Observations) -> Vec<St
         }
     }
     for (index, rule) in spec.egress.allow.iter().enumerate() {
-        if !rule.hosts.is_empty() {
+        // Host names are known only from the egress proxy's events; without them, a rule that
+        // names only hosts cannot be judged.
+        if rule.cidrs.is_empty() && observations.hosts.is_empty() {
             continue;
         }
-        let used = observations.connected.iter().any(|address| {
-            rule.cidrs.iter().any(|cidr| cidr.contains(address.ip()))
-                && (rule.ports.is_empty() || rule.ports.iter().any(|port| port.get() == address.port()))
+        let port_matches = |port: u16| rule.ports.is_empty() || rule.ports.iter().any(|allowed| allowed.get() == port);
+        let address_used = observations
+            .connected
+            .iter()
+            .any(|address| rule.cidrs.iter().any(|cidr| cidr.contains(address.ip())) && port_matches(address.port()));
+        let host_used = observations.hosts.iter().any(|(host, ports)| {
+            rule.hosts.iter().any(|pattern| host_matches(pattern, host)) && ports.iter().any(|port| port_matches(*port))
         });
+        let used = address_used || host_used;
         if !used {
             stale.push(format!(
                 "spec.egress.allow[{index}] ({}): no connection matched it",
@@ -298,7 +384,16 @@ pub fn unexercised_rules(policy: &Policy, observations: &Observations) -> Vec<St
     stale
 }
 
-/// Whether any of `paths`, or the real path behind it, is `rule` or below it.
+/// Checks whether `host` (lower case, no trailing dot) matches `pattern`.
+fn host_matches(pattern: &crate::policy::HostPattern, host: &str) -> bool {
+    if pattern.is_wildcard() {
+        host.strip_suffix(pattern.name()).is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+    } else {
+        host == pattern.name()
+    }
+}
+
+/// Checks whether any of `paths`, or the real path behind it, is `rule` or below it.
 fn under<'a>(rule: &Path, mut paths: impl Iterator<Item = &'a PathBuf>) -> bool {
     paths.any(|path| path.starts_with(rule) || canonical(path).starts_with(rule))
 }
@@ -352,6 +447,7 @@ mod tests {
             written: paths(&["/dev/null"]),
             changed: paths(&["/palisade-test/out/result.txt"]),
             connected: ["127.0.0.1:8080".parse().unwrap()].into_iter().collect(),
+            hosts: BTreeMap::new(),
         };
 
         let learned = observations.to_policy("tool", &["tool".to_owned()]).unwrap();
@@ -362,6 +458,39 @@ mod tests {
         assert_eq!(spec.filesystem.write.len(), 2, "{}", learned.yaml);
         assert_eq!(spec.network.connect_tcp[0].get(), 8080);
         assert_eq!(spec.egress.allow[0].cidrs[0].to_string(), "127.0.0.1/32");
+    }
+
+    #[test]
+    fn sibling_host_names_become_a_wildcard() {
+        let mut observations = Observations::default();
+        let events = [
+            ("a.svc.example.com", 443),
+            ("b.svc.example.com", 443),
+            ("api.example.org", 443),
+            ("example.net", 80),
+            ("127.0.0.1", 8080),
+        ]
+        .iter()
+        .map(|(host, port)| {
+            format!(
+                r#"{{"event_name":"palisade.egress.decision","attributes":{{"server.address":"{host}","server.port":{port}}}}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+
+        assert_eq!(observations.add_egress_events(&events), 5);
+        let learned = observations.to_policy("hosts", &[]).unwrap();
+
+        let rules = &learned.rules.hosts;
+        assert_eq!(
+            rules[&BTreeSet::from([443])],
+            BTreeSet::from(["*.svc.example.com".to_owned(), "api.example.org".to_owned()])
+        );
+        assert_eq!(rules[&BTreeSet::from([80])], BTreeSet::from(["example.net".to_owned()]));
+        let egress = &learned.policy.spec.egress.allow;
+        assert!(egress.iter().any(|rule| rule.hosts.iter().any(|host| host.is_wildcard())), "{}", learned.yaml);
+        assert!(egress.iter().any(|rule| rule.cidrs.iter().any(|cidr| cidr.to_string() == "127.0.0.1/32")));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The seccomp supervisor: a process outside the workload's sandbox that reads the filter's
-//! notification listener, answers every system call outside the allow-list and reports it.
+//! notification listener, responds to every system call outside the allow-list and reports it.
 //!
-//! The answer depends only on the mode, never on the call's arguments: pointer arguments point
+//! The response depends only on the mode, never on the call's arguments: pointer arguments point
 //! into the workload's memory, which can change between a check and the kernel's own read.
 //! Enforce mode fails the call with `defaultErrno` (`palisade.syscall.denied`); audit mode lets it
 //! continue (`palisade.syscall.audited`); learning lets everything continue and records what the
@@ -46,7 +46,7 @@ pub enum SuperviseError {
     WriteObservations { path: PathBuf, source: std::io::Error },
 }
 
-/// What the supervisor does with the calls it is handed.
+/// The supervisor's response to the calls it receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Fail every call with this errno and report it as denied.
@@ -81,11 +81,13 @@ pub struct Summary {
     pub events: u64,
 }
 
-/// Answers notifications on `listener` until every process using the filter has exited.
+/// Responds to notifications on `listener` until every process using the filter has exited.
 pub fn run(listener: OwnedFd, config: &Config, telemetry: &Telemetry) -> Result<Summary, SuperviseError> {
     let mut reporter = Reporter::new(config, telemetry.clone());
     let mut observations = Observations::default();
     let mut summary = Summary::default();
+    // Only the latency of each round trip depends on it, so an older kernel's EINVAL is ignored.
+    let _ = sys::prefer_synchronous_wake_up(listener.as_fd());
 
     loop {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];

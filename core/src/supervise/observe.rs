@@ -2,8 +2,8 @@
 //! changes, and the addresses it connects to.
 //!
 //! These reads follow pointer arguments into the caller's memory, which the caller could change
-//! at any moment; they describe the workload to a person reviewing a learned policy and never
-//! decide whether a call is allowed.
+//! at any moment. So they only describe the workload to a person reviewing a learned policy, and
+//! never decide whether a call is allowed.
 
 use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -16,7 +16,7 @@ use crate::sys::seccomp::Notification;
 /// The longest path read from the caller's memory.
 const PATH_MAX: usize = 4096;
 
-/// What one call touched, beyond its name.
+/// The path or address one call touched, beyond its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     Nothing,

@@ -1,4 +1,4 @@
-//! What /proc says about a thread that made a system call.
+//! Reading /proc for a thread that made a system call.
 
 use std::fs;
 use std::io;
@@ -55,7 +55,7 @@ pub fn read_bytes(tid: u32, address: u64, length: usize) -> io::Result<Vec<u8>> 
     Ok(bytes)
 }
 
-/// The directory a relative path given with `dirfd` starts from.
+/// Returns the directory a relative path given with `dirfd` starts from.
 pub fn base_directory(tid: u32, dirfd: i32) -> Option<PathBuf> {
     let link = if dirfd == libc::AT_FDCWD { format!("/proc/{tid}/cwd") } else { format!("/proc/{tid}/fd/{dirfd}") };
     fs::read_link(link).ok().filter(|path| path.is_absolute())

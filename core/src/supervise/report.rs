@@ -14,10 +14,10 @@ use super::{Config, Decision, REPEAT_INTERVAL};
 use crate::sys::seccomp::Notification;
 use crate::telemetry::{attributes, names, Event, Severity, Telemetry};
 
-/// The most events sent per interval; more are summarised later.
+/// Maximum events sent per interval. Calls beyond it are counted and reported later.
 pub const EVENTS_PER_INTERVAL: u64 = 200;
 
-/// The most (thread, system call) pairs tracked; past it, every pending count is reported and
+/// Maximum (thread, system call) pairs tracked. Past it, every pending count is reported and
 /// the table starts over.
 const MAX_TRACKED: usize = 4096;
 
