@@ -13,7 +13,7 @@ use support::{probe, probe_policy, probe_under, wrap_command};
 /// answered.
 const DISTINCT_ERRNO: &str = "EHWPOISON";
 
-fn events_named<'a>(run: &'a support::Run, name: &str) -> Vec<serde_json::Value> {
+fn events_named(run: &support::Run, name: &str) -> Vec<serde_json::Value> {
     run.events().into_iter().filter(|event| event["event_name"] == name).collect()
 }
 

@@ -180,7 +180,7 @@ impl SeccompPlan {
     fn compile(&self, mismatch: u32, handoff: Option<i32>) -> Result<BpfProgram, EnforceError> {
         let mut rules = self.rules.clone();
         if let Some(fd) = handoff {
-            let sendmsg = i64::from(libc::SYS_sendmsg);
+            let sendmsg = i64::from(syscalls::Sysno::sendmsg.id());
             if !rules.get(&sendmsg).is_some_and(Vec::is_empty) {
                 rules.entry(sendmsg).or_default().push(on_descriptor(fd)?);
             }

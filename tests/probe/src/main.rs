@@ -38,7 +38,11 @@ fn main() -> ExitCode {
         "repeat-syscall" => {
             let count: u32 = args.get(2).and_then(|count| count.to_str()?.parse().ok()).unwrap_or(1);
             let name = operand.to_str().unwrap_or_default();
-            (0..count).map(|_| sys::harmless_syscall(name)).last().unwrap_or(Ok(()))
+            let mut result = Ok(());
+            for _ in 0..count {
+                result = sys::harmless_syscall(name);
+            }
+            result
         }
         "wait-then-syscall" => {
             println!("ready");
