@@ -18,7 +18,7 @@ fi
 
 for target in $(cargo fuzz list); do
     echo "== fuzzing $target for ${seconds}s"
-    # New inputs go to corpus/ (not committed); seeds/ holds the committed starting inputs.
+    # New inputs go to corpus/, which is not committed. The committed starting inputs are in seeds/.
     mkdir -p "corpus/$target" "seeds/$target"
     cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048
 done

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks palisade-sidecar's egress proxy against squid and tinyproxy on loopback.
 #
-# All three proxies get the same backend (egress-loadgen serve on 127.0.0.2), the same
-# allow-list (N-1 host names that never match, then the backend's address, so the matching
-# entry is last) at each of RULE_COUNTS sizes, and the same load tool (egress-loadgen).
+# All three proxies get the same backend (egress-loadgen serve on 127.0.0.2) and the same load
+# tool (egress-loadgen). They also get the same allow-list at each of RULE_COUNTS sizes: N-1 host
+# names that never match, then the backend's address, so the matching entry is last.
 # Each proxy is pinned to PROXY_CPU and the load tool and backend to LOAD_CPU.
 #
 # Reported per proxy and rule count: requests/s with CONNECTIONS keep-alive connections
@@ -61,6 +61,11 @@ wait_for_port() {
     done
     echo "nothing listens on port $1" >&2
     return 1
+}
+
+# Prints the CPU time (user + system) a process used so far, in clock ticks.
+cpu_ticks_of() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 # Prints "VmHWM VmRSS" of a process in kB.
@@ -167,11 +172,13 @@ for rules in $RULE_COUNTS; do
     write_configs "$rules"
     for name in palisade squid tinyproxy; do
         start_proxy "$name" "$rules"
+        ticks_before=$(cpu_ticks_of "$proxy_pid")
         throughput=$(load --proxy "127.0.0.1:$proxy_port" --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN")
+        ticks_after=$(cpu_ticks_of "$proxy_pid")
         latency=$(load --proxy "127.0.0.1:$proxy_port" --connections 20 --rate "$RATE" --seconds "$SECONDS_PER_RUN")
         read -r hwm rss < <(memory_of "$proxy_pid")
         stop_proxy
-        echo "{\"proxy\":\"$name\",\"rules\":$rules,\"throughput\":$throughput,\"latency\":$latency,\"hwm_kb\":$hwm,\"rss_kb\":$rss}" | tee -a "$results"
+        echo "{\"proxy\":\"$name\",\"rules\":$rules,\"throughput\":$throughput,\"latency\":$latency,\"hwm_kb\":$hwm,\"rss_kb\":$rss,\"cpu_ticks\":$((ticks_after - ticks_before)),\"ticks_per_second\":$(getconf CLK_TCK)}" | tee -a "$results"
     done
 done
 

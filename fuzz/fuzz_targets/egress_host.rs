@@ -35,7 +35,9 @@ fn check_host(text: &str) {
     match parse_destination(text) {
         Ok(Destination::Name(name)) => {
             assert!(!name.ends_with('.'));
-            assert!(name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"-_.".contains(&byte)));
+            assert!(name
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"-_.".contains(&byte)));
             assert!(name.parse::<Ipv4Addr>().is_err(), "{text:?} became the address {name}");
             // A normalised name parses to itself.
             assert_eq!(parse_destination(&name), Ok(Destination::Name(name.clone())));

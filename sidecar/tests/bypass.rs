@@ -1,6 +1,6 @@
-//! A table of bypass attempts against the egress proxy: one row per case, each checking the
-//! proxy's status code, that no forbidden backend received a connection, and for cases that
-//! must be decided without DNS, that the stub DNS server saw no query.
+//! A table of bypass attempts against the egress proxy, one row per case. Each row checks the
+//! proxy's status code and that no forbidden backend received a connection. For cases that must
+//! be decided without DNS, it also checks that the stub DNS server saw no query.
 //!
 //! The table runs inside a new network namespace that has only a loopback interface, so a proxy
 //! that wrongly dialled 169.254.169.254 or 10.0.0.1 would reach nothing (and answer 502, which

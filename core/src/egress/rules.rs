@@ -24,7 +24,7 @@ impl Action {
     }
 }
 
-/// Why a decision came out as it did.
+/// The cause of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// A rule matched; its id is in [`Verdict::rule`].
@@ -130,7 +130,8 @@ impl RuleSet {
         set
     }
 
-    /// The first rule, in policy order, whose hosts match `name` and whose ports include `port`.
+    /// Finds the first rule, in policy order, whose hosts match `name` and whose ports include
+    /// `port`.
     fn match_name(&self, name: &str, port: u16) -> Option<&CompiledRule> {
         let exact = self.exact.get(name).into_iter().flatten();
         // `*.example.com` matches names with at least one label before `example.com`.
@@ -144,21 +145,21 @@ impl RuleSet {
             .map(|index| &self.rules[index])
     }
 
-    /// The first rule whose CIDRs contain `address` and whose ports include `port`.
+    /// Finds the first rule whose CIDRs contain `address` and whose ports include `port`.
     fn match_address(&self, address: IpAddr, port: u16) -> Option<&CompiledRule> {
         self.with_cidrs.iter().map(|index| &self.rules[*index]).find(|rule| {
             rule.matches_port(port) && rule.cidrs.iter().any(|network| network_contains(*network, address))
         })
     }
 
-    /// Whether a CIDR of any rule contains `address`, whatever the rule's ports.
+    /// Checks whether a CIDR of any rule contains `address`, whatever the rule's ports.
     fn names_address(&self, address: IpAddr) -> bool {
         self.with_cidrs
             .iter()
             .any(|index| self.rules[*index].cidrs.iter().any(|network| network_contains(*network, address)))
     }
 
-    /// Whether any rule with CIDRs applies to `port`.
+    /// Checks whether any rule with CIDRs applies to `port`.
     fn has_cidrs_for_port(&self, port: u16) -> bool {
         self.with_cidrs.iter().any(|index| self.rules[*index].matches_port(port))
     }
@@ -166,10 +167,10 @@ impl RuleSet {
 
 /// The egress allow-list of one policy, compiled for matching.
 ///
-/// Decisions, in order: a deny rule that matches the name or the address wins; a special-purpose
-/// address is denied unless a CIDR of some allow rule contains it (whatever that rule's ports);
-/// an allow rule that matches the name or the address, and the port, allows; otherwise
-/// `egress.default` applies. So a host rule alone never reaches a special-purpose address: a
+/// Decisions go in this order. A deny rule that matches the name or the address wins. A
+/// special-purpose address is denied unless a CIDR of some allow rule contains it, whatever that
+/// rule's ports. An allow rule that matches the name or the address, and the port, allows.
+/// Otherwise `egress.default` applies. So a host rule alone never reaches a special-purpose address: a
 /// name that resolves to 10.0.0.5 also needs a CIDR such as 10.0.0.0/8 in an allow rule of the
 /// same policy, and a rule with that CIDR and `ports: [1]` names the range without opening it.
 #[derive(Debug)]
@@ -207,7 +208,7 @@ impl Engine {
         &self.policy_name
     }
 
-    /// The number of allow and deny rules.
+    /// Returns the number of allow and deny rules.
     pub fn rule_count(&self) -> usize {
         self.allow.rules.len() + self.deny.rules.len()
     }

@@ -18,7 +18,7 @@ use hickory_resolver::proto::rr::{RData, Record, RecordType};
 
 /// An HTTP/1.1 server on a loopback address that records every connection and request line.
 ///
-/// `GET /redirect?to=URL` answers 302 with `Location: URL`; every other request gets 200 with
+/// `GET /redirect?to=URL` gets 302 with `Location: URL`, and every other request gets 200 with
 /// the body `backend ADDRESS PATH`.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -174,7 +174,7 @@ impl StubDns {
         self.answers.lock().unwrap().insert(name.to_owned(), sets);
     }
 
-    /// The names queried so far, lower case without the trailing dot.
+    /// Returns the names queried so far, lower case without the trailing dot.
     pub fn queries(&self) -> Vec<String> {
         self.queries.lock().unwrap().clone()
     }
@@ -230,7 +230,7 @@ impl StubDns {
     }
 }
 
-/// A policy document with the given `spec.egress` section (indented by four spaces).
+/// Builds a policy document with the given `spec.egress` section (indented by four spaces).
 pub fn policy(egress: &str) -> String {
     format!("apiVersion: palisade.dev/v1alpha1\nkind: WorkloadPolicy\nspec:\n  egress:\n{egress}")
 }
@@ -295,7 +295,7 @@ impl ProxyProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// The `palisade.egress.decision` events written so far.
+    /// Returns the `palisade.egress.decision` events written so far.
     pub fn decisions(&self) -> Vec<serde_json::Value> {
         self.log()
             .lines()
@@ -350,7 +350,7 @@ pub fn raw_request(proxy: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-/// The status code of the first response in `response`, or 0 when there is none.
+/// Returns the status code of the first response in `response`, or 0 when there is none.
 pub fn status_of(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
@@ -370,8 +370,8 @@ pub fn curl(arguments: &[&str]) -> (u16, String) {
     split_status(&output)
 }
 
-/// Runs Python `requests.get(url)` with `HTTP_PROXY` and `HTTPS_PROXY` set to the proxy; returns
-/// the status (0 for a connection error, such as a refused tunnel) and the body.
+/// Runs Python `requests.get(url)` with `HTTP_PROXY` and `HTTPS_PROXY` set to the proxy. Returns
+/// the status and the body. The status is 0 for a connection error such as a refused tunnel.
 pub fn python_requests(proxy: &str, url: &str) -> (u16, String) {
     let script = r#"
 import sys, requests, urllib3

@@ -1,6 +1,6 @@
 //! Load generator and backend for the egress proxy benchmark.
 //!
-//! - `serve ADDR`: an HTTP/1.1 keep-alive server answering every request with `200 ok`.
+//! - `serve ADDR`: an HTTP/1.1 keep-alive server that returns `200 ok` for every request.
 //! - `load TARGET [--proxy ADDR] [--connections N] [--seconds S] [--rate R]`: sends `GET /` to
 //!   TARGET (host:port), through the proxy in absolute form when `--proxy` is given, over N
 //!   keep-alive connections for S seconds. Without `--rate` each connection sends as fast as
@@ -137,6 +137,12 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Resu
     Ok((ok, close))
 }
 
+/// Writes one request and reads its response.
+async fn send(stream: &mut TcpStream, request: &[u8], buffer: &mut Vec<u8>) -> io::Result<(bool, bool)> {
+    stream.write_all(request).await?;
+    read_response(stream, buffer).await
+}
+
 #[derive(Debug, Default)]
 struct ConnectionResult {
     latencies_us: Vec<u32>,
@@ -166,6 +172,8 @@ async fn load(options: Options) -> io::Result<()> {
             let mut result = ConnectionResult::default();
             let mut buffer = Vec::with_capacity(8192);
             let mut connection: Option<TcpStream> = None;
+            // Whether the current connection already carried a request.
+            let mut reused = false;
             loop {
                 let sent = match rate {
                     Some(rate) => {
@@ -199,12 +207,22 @@ async fn load(options: Options) -> io::Result<()> {
                     }
                 }
                 let stream = connection.as_mut().expect("connected above");
-                if stream.write_all(&request).await.is_err() {
-                    result.errors += 1;
-                    connection = None;
-                    continue;
+                let mut answer = send(stream, &request, &mut buffer).await;
+                if answer.is_err() && reused {
+                    // The server closed the kept connection without saying so: reconnect once
+                    // and resend, as HTTP clients do.
+                    match TcpStream::connect(destination).await {
+                        Ok(stream) => {
+                            let _ = stream.set_nodelay(true);
+                            buffer.clear();
+                            connection = Some(stream);
+                            answer = send(connection.as_mut().expect("just connected"), &request, &mut buffer).await;
+                        }
+                        Err(error) => answer = Err(error),
+                    }
                 }
-                match read_response(stream, &mut buffer).await {
+                reused = true;
+                match answer {
                     Ok((ok, close)) => {
                         match ok {
                             true => result.latencies_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32),
@@ -212,11 +230,13 @@ async fn load(options: Options) -> io::Result<()> {
                         }
                         if close {
                             connection = None;
+                            reused = false;
                         }
                     }
                     Err(_) => {
                         result.errors += 1;
                         connection = None;
+                        reused = false;
                     }
                 }
             }

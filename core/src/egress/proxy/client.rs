@@ -15,7 +15,7 @@ use super::head::{self, HeadError, RequestHead};
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Why no request head could be read.
+/// An error reading a request head.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ReadHeadError {
     #[error("the client closed the connection")]

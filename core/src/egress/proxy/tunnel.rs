@@ -16,8 +16,8 @@ use super::route::{self, Refusal};
 use super::Shared;
 use crate::egress::{Action, Reason, Verdict};
 
-/// Bytes copied per read inside a tunnel. The buffer exists only while data flows, so an idle
-/// tunnel holds no copy buffer.
+/// Bytes copied per read inside a tunnel. The buffer is allocated only while data flows, so an
+/// idle tunnel has no copy buffer.
 const COPY_CHUNK: usize = 16 * 1024;
 
 /// Decides a `CONNECT` request and, when allowed, relays bytes both ways until either side
