@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,10 +260,12 @@ impl Walker<'_> {
             None if kind == EntryKind::File => self.reusable(path, metadata),
             None => None,
         };
-        let xattrs = match reused {
-            Some(previous) => previous.xattrs.clone(),
-            None => sys::read_xattrs(physical).map_err(|e| error("read extended attributes of", e))?,
+        let xattrs = match (reused, &opened) {
+            (Some(previous), _) => Ok(previous.xattrs.clone()),
+            (None, Some(file)) => sys::read_xattrs_fd(file.as_fd()),
+            (None, None) => sys::read_xattrs(physical),
         };
+        let xattrs = xattrs.map_err(|e| error("read extended attributes of", e))?;
 
         let mut flags = Flags::default();
         let mut metadata = metadata.clone();

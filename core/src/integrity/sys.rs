@@ -14,16 +14,55 @@ fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
+/// What extended attributes are read from: a path (not following a final symbolic link) or an
+/// open file.
+enum Target<'a> {
+    Path(CString),
+    Fd(BorrowedFd<'a>),
+}
+
+impl Target<'_> {
+    fn list(&self, buffer: &mut [u8]) -> isize {
+        let (pointer, size) =
+            if buffer.is_empty() { (std::ptr::null_mut(), 0) } else { (buffer.as_mut_ptr().cast(), buffer.len()) };
+        match self {
+            // SAFETY: the path is NUL-terminated; `pointer` is null with size 0 (a size query) or
+            // points to `size` writable bytes that outlive the call.
+            Self::Path(path) => unsafe { libc::llistxattr(path.as_ptr(), pointer, size) },
+            // SAFETY: the descriptor is open for the call's duration; the buffer as above.
+            Self::Fd(fd) => unsafe { libc::flistxattr(fd.as_raw_fd(), pointer, size) },
+        }
+    }
+
+    fn get(&self, name: &CString, buffer: &mut [u8]) -> isize {
+        let (pointer, size) =
+            if buffer.is_empty() { (std::ptr::null_mut(), 0) } else { (buffer.as_mut_ptr().cast(), buffer.len()) };
+        match self {
+            // SAFETY: both strings are NUL-terminated; the buffer as in `list`.
+            Self::Path(path) => unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), pointer, size) },
+            // SAFETY: the descriptor is open and `name` NUL-terminated; the buffer as in `list`.
+            Self::Fd(fd) => unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), pointer, size) },
+        }
+    }
+}
+
 /// Reads every extended attribute of `path` itself (a symbolic link is not followed).
 ///
 /// Filesystems without extended attribute support return an empty map.
 pub fn read_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-    let path = c_path(path)?;
+    read_xattrs_of(&Target::Path(c_path(path)?))
+}
+
+/// Reads every extended attribute of an open file.
+pub fn read_xattrs_fd(fd: BorrowedFd<'_>) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    read_xattrs_of(&Target::Fd(fd))
+}
+
+fn read_xattrs_of(target: &Target<'_>) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     let mut xattrs = BTreeMap::new();
 
     let names = loop {
-        // SAFETY: `path` is a NUL-terminated string; a null buffer with size 0 asks for the size.
-        let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+        let size = target.list(&mut []);
         if size < 0 {
             let error = io::Error::last_os_error();
             return match error.raw_os_error() {
@@ -35,8 +74,7 @@ pub fn read_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
             return Ok(xattrs);
         }
         let mut buffer = vec![0u8; size as usize];
-        // SAFETY: `buffer` is writable for `buffer.len()` bytes and outlives the call.
-        let written = unsafe { libc::llistxattr(path.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        let written = target.list(&mut buffer);
         if written >= 0 {
             buffer.truncate(written as usize);
             break buffer;
@@ -50,7 +88,7 @@ pub fn read_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
 
     for name in names.split(|&byte| byte == 0).filter(|name| !name.is_empty()) {
         let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        match read_xattr(&path, &c_name)? {
+        match read_xattr(target, &c_name)? {
             Some(value) => xattrs.insert(name.to_vec(), value),
             // Removed between listing and reading.
             None => continue,
@@ -59,10 +97,9 @@ pub fn read_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     Ok(xattrs)
 }
 
-fn read_xattr(path: &CString, name: &CString) -> io::Result<Option<Vec<u8>>> {
+fn read_xattr(target: &Target<'_>, name: &CString) -> io::Result<Option<Vec<u8>>> {
     loop {
-        // SAFETY: both strings are NUL-terminated; a null buffer with size 0 asks for the size.
-        let size = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        let size = target.get(name, &mut []);
         if size < 0 {
             let error = io::Error::last_os_error();
             return match error.raw_os_error() {
@@ -70,9 +107,12 @@ fn read_xattr(path: &CString, name: &CString) -> io::Result<Option<Vec<u8>>> {
                 _ => Err(error),
             };
         }
+        // A zero-length value needs no second call.
+        if size == 0 {
+            return Ok(Some(Vec::new()));
+        }
         let mut value = vec![0u8; size as usize];
-        // SAFETY: `value` is writable for `value.len()` bytes and outlives the call.
-        let read = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        let read = target.get(name, &mut value);
         if read >= 0 {
             value.truncate(read as usize);
             return Ok(Some(value));

@@ -107,16 +107,8 @@ pub fn compare(recorded: &[Entry], scan: Scan, ignore_identity: bool) -> Report 
     let Scan { entries: current, changed_while_reading, errors, files_hashed, digests_reused, bytes_hashed } = scan;
     let unstable: std::collections::HashSet<&Path> = changed_while_reading.iter().map(PathBuf::as_path).collect();
 
-    // Inodes of entries that existed before, to tell a new hard link from a new file.
-    let recorded_paths: std::collections::HashSet<&[u8]> = recorded.iter().map(Entry::path_bytes).collect();
-    let mut existing_inodes: HashMap<(u64, u64), &Path> = HashMap::new();
-    for entry in current.iter().filter(|entry| entry.kind != EntryKind::Directory) {
-        if recorded_paths.contains(entry.path_bytes()) {
-            existing_inodes.entry((entry.device, entry.inode)).or_insert(&entry.path);
-        }
-    }
-
     let mut changes = Vec::new();
+    let mut added = Vec::new();
     let (mut old_index, mut new_index) = (0, 0);
     while old_index < recorded.len() || new_index < current.len() {
         let order = match (recorded.get(old_index), current.get(new_index)) {
@@ -132,11 +124,8 @@ pub fn compare(recorded: &[Entry], scan: Scan, ignore_identity: bool) -> Report 
             }
             std::cmp::Ordering::Greater => {
                 let new = &current[new_index];
-                let mut change = Change::whole(new.path.clone(), ChangeKind::Added, None, Some(new.kind));
-                if new.kind != EntryKind::Directory {
-                    change.hard_link_of = existing_inodes.get(&(new.device, new.inode)).map(|path| path.to_path_buf());
-                }
-                changes.push(change);
+                changes.push(Change::whole(new.path.clone(), ChangeKind::Added, None, Some(new.kind)));
+                added.push(new_index);
                 new_index += 1;
             }
             std::cmp::Ordering::Equal => {
@@ -150,7 +139,39 @@ pub fn compare(recorded: &[Entry], scan: Scan, ignore_identity: bool) -> Report 
         }
     }
 
+    name_hard_links(&mut changes, &current, &added);
     Report { changes, errors, entries_checked: current.len() as u64, files_hashed, digests_reused, bytes_hashed }
+}
+
+/// Sets `hard_link_of` on added entries that share device and inode with an entry that existed
+/// before, to tell a new hard link from a new file. `added` indexes `current`.
+fn name_hard_links(changes: &mut [Change], current: &[Entry], added: &[usize]) {
+    let links: std::collections::HashSet<(u64, u64)> = added
+        .iter()
+        .map(|&index| &current[index])
+        .filter(|entry| entry.kind != EntryKind::Directory && entry.nlink > 1)
+        .map(|entry| (entry.device, entry.inode))
+        .collect();
+    if links.is_empty() {
+        return;
+    }
+
+    let added_set: std::collections::HashSet<usize> = added.iter().copied().collect();
+    let mut existing: HashMap<(u64, u64), &Path> = HashMap::new();
+    for (index, entry) in current.iter().enumerate() {
+        if !added_set.contains(&index) && links.contains(&(entry.device, entry.inode)) {
+            existing.entry((entry.device, entry.inode)).or_insert(&entry.path);
+        }
+    }
+    for change in changes.iter_mut().filter(|change| change.kind == ChangeKind::Added) {
+        if let Some(entry) = current
+            .binary_search_by(|entry| entry.path_bytes().cmp(change.path.as_os_str().as_encoded_bytes()))
+            .ok()
+            .map(|index| &current[index])
+        {
+            change.hard_link_of = existing.get(&(entry.device, entry.inode)).map(|path| path.to_path_buf());
+        }
+    }
 }
 
 impl Change {
@@ -169,35 +190,40 @@ pub fn compare_entry(old: &Entry, new: &Entry, changed_while_reading: bool, igno
     }
 
     let attributes = &mut change.attributes;
-    let mut check = |name: &str, old_value: String, new_value: String| {
-        if old_value != new_value {
-            attributes.push(AttributeChange { attribute: name.to_owned(), old: Some(old_value), new: Some(new_value) });
+    // Values are rendered as text only when they differ: most entries match.
+    let mut check = |name: &str, differs: bool, render: &dyn Fn(&Entry) -> String| {
+        if differs {
+            attributes.push(AttributeChange {
+                attribute: name.to_owned(),
+                old: Some(render(old)),
+                new: Some(render(new)),
+            });
         }
     };
     // A directory's size, times and link count change with every entry added or removed in it;
     // those entries are reported themselves.
     let is_directory = old.kind == EntryKind::Directory;
 
-    check("mode", format!("{:04o}", old.mode), format!("{:04o}", new.mode));
-    check("uid", old.uid.to_string(), new.uid.to_string());
-    check("gid", old.gid.to_string(), new.gid.to_string());
+    check("mode", old.mode != new.mode, &|entry| format!("{:04o}", entry.mode));
+    check("uid", old.uid != new.uid, &|entry| entry.uid.to_string());
+    check("gid", old.gid != new.gid, &|entry| entry.gid.to_string());
     if !is_directory {
-        check("size", old.size.to_string(), new.size.to_string());
-        check("mtime", old.mtime.to_string(), new.mtime.to_string());
-        check("nlink", old.nlink.to_string(), new.nlink.to_string());
+        check("size", old.size != new.size, &|entry| entry.size.to_string());
+        check("mtime", old.mtime != new.mtime, &|entry| entry.mtime.to_string());
+        check("nlink", old.nlink != new.nlink, &|entry| entry.nlink.to_string());
         if !ignore_identity {
-            check("ctime", old.ctime.to_string(), new.ctime.to_string());
+            check("ctime", old.ctime != new.ctime, &|entry| entry.ctime.to_string());
         }
     }
     if !ignore_identity {
-        check("inode", old.inode.to_string(), new.inode.to_string());
+        check("inode", old.inode != new.inode, &|entry| entry.inode.to_string());
     }
-    check("rdev", old.rdev.to_string(), new.rdev.to_string());
-    let render_target = |entry: &Entry| entry.target.as_deref().map(escape_path).unwrap_or_default();
-    check("target", render_target(old), render_target(new));
+    check("rdev", old.rdev != new.rdev, &|entry| entry.rdev.to_string());
+    check("target", old.target != new.target, &|entry| entry.target.as_deref().map(escape_path).unwrap_or_default());
     if !changed_while_reading {
-        let render_digest = |entry: &Entry| entry.digest.as_deref().map(hex::encode).unwrap_or_default();
-        check("digest", render_digest(old), render_digest(new));
+        check("digest", old.digest != new.digest, &|entry| {
+            entry.digest.as_deref().map(hex::encode).unwrap_or_default()
+        });
     }
     compare_xattrs(&old.xattrs, &new.xattrs, attributes);
 
