@@ -28,6 +28,7 @@ pub fn run(invocation: Invocation) -> WrapError {
 }
 
 fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
+    crate::lambda::configure_environment();
     let policy_path = policy::locate(invocation.policy.as_deref())?;
     let loaded = policy::load(&policy_path)?;
 
@@ -96,11 +97,17 @@ fn apply(prepared: Prepared, supervisor: Option<Supervisor>) -> Result<(), Enfor
         return Ok(());
     };
 
-    let (_report, listener) = prepared.apply_supervised(supervisor.socket())?;
-    if let Some(listener) = listener {
-        supervisor.hand_over(listener).map_err(|error| EnforceError::SeccompInstall(error.to_string()))?;
-    }
-    Ok(())
+    let handed_over = match prepared.apply_supervised(supervisor.socket()) {
+        Ok((_report, Some(listener))) => supervisor.hand_over(listener),
+        Ok((_report, None)) => supervisor.dismiss(),
+        Err(error) => {
+            // Reaped even so: with failureMode open the command still runs, and must not have it
+            // as a child.
+            let _ = supervisor.dismiss();
+            return Err(error);
+        }
+    };
+    handed_over.map_err(|error| EnforceError::SeccompInstall(error.to_string()))
 }
 
 /// Reports an enforcement failure; returns the error unless the policy says to fail open.

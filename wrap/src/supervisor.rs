@@ -1,14 +1,16 @@
 //! The seccomp supervisor process: started by the launcher before anything is applied, detached
 //! so that the workload never has it as a child, handed the filter's listener over a socketpair.
 //!
-//! The launcher runs `palisade-wrap --supervisor --detach ...` and waits for it; that process
-//! starts `palisade-wrap --supervisor ...` in its own process group and exits at once, so the
-//! supervisor is re-parented away from the workload, and terminal signals for the workload's
-//! group do not reach it. The socket's far end is the supervisor's stdin.
+//! The launcher runs `palisade-wrap --supervisor --detach ...`. That process starts
+//! `palisade-wrap --supervisor ...` in its own process group and exits at once, so the supervisor
+//! is re-parented away from the workload, and terminal signals for the workload's group do not
+//! reach it. The socket's far end is the supervisor's stdin. The launcher reaps the detaching
+//! process only after it has applied the policy and sent the listener, so that the two processes
+//! start while the launcher works. The listener waits in the socket until the supervisor reads it.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use palisade_core::policy::{ErrnoName, LoadedPolicy, Mode};
@@ -94,10 +96,12 @@ impl Options {
     }
 }
 
-/// A started supervisor, waiting for the listener.
+/// A supervisor being started, to be handed the listener.
 #[derive(Debug)]
 pub struct Supervisor {
     socket: OwnedFd,
+    /// The `--detach` process, a child of the launcher until it is reaped.
+    detaching: Child,
 }
 
 impl Supervisor {
@@ -122,17 +126,14 @@ impl Supervisor {
         let handoff = HandoffSocket::new().map_err(|error| error.to_string())?;
         let program = std::env::current_exe().map_err(|error| format!("cannot find palisade-wrap itself: {error}"))?;
 
-        let status = Command::new(&program)
+        let detaching = Command::new(&program)
             .args(options.to_args())
             .stdin(Stdio::from(handoff.supervisor))
             .stdout(Stdio::null())
             .current_dir("/")
-            .status()
+            .spawn()
             .map_err(|error| format!("cannot start {}: {error}", program.display()))?;
-        if !status.success() {
-            return Err(format!("{} {FLAG} exited with {status}", program.display()));
-        }
-        Ok(Self { socket: handoff.launcher })
+        Ok(Self { socket: handoff.launcher, detaching })
     }
 
     /// The socket the listener goes over; the supervised filter lets sendmsg through on it.
@@ -141,12 +142,28 @@ impl Supervisor {
     }
 
     /// Sends the listener to the supervisor and closes the launcher's copy, so that only the
-    /// supervisor holds it once the command runs.
-    pub fn hand_over(self, listener: OwnedFd) -> Result<(), WrapError> {
-        supervise::send_listener(self.socket.as_fd(), listener.as_fd())
-            .map_err(|error| WrapError::Supervisor(error.to_string()))?;
+    /// supervisor holds it once the command runs; then reaps the detaching process.
+    pub fn hand_over(mut self, listener: OwnedFd) -> Result<(), WrapError> {
+        let sent = supervise::send_listener(self.socket.as_fd(), listener.as_fd());
         drop(listener);
-        Ok(())
+        self.reap()?;
+        sent.map_err(|error| WrapError::Supervisor(error.to_string()))
+    }
+
+    /// Closes the socket without sending a listener, so the supervisor exits, and reaps the
+    /// detaching process. Used when the plain filter is in force instead.
+    pub fn dismiss(mut self) -> Result<(), WrapError> {
+        self.reap()
+    }
+
+    /// Waits for the detaching process, so the command never has it as a child.
+    fn reap(&mut self) -> Result<(), WrapError> {
+        let status = self.detaching.wait().map_err(|error| WrapError::Supervisor(format!("wait: {error}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(WrapError::Supervisor(format!("the detaching supervisor process exited with {status}")))
+        }
     }
 }
 

@@ -173,3 +173,16 @@ fn supervisor_death_fails_trapped_calls_in_audit_mode() {
     // Audit mode lets ptrace through while the supervisor lives; without it the call fails.
     assert_eq!(ptrace_after_supervisor_killed("audit"), "ENOSYS");
 }
+
+#[test]
+fn command_starts_without_child_processes() {
+    let policy = support::policy(
+        "  process: {execute: [/usr/bin/dash, /bin/dash]}\n  filesystem: {read: [/usr, /lib, /lib64, /etc, /proc]}\n",
+    );
+
+    // dash's own `read` reads the list, so the shell starts no process of its own first.
+    let run = support::wrap(&policy.path, &["/bin/dash", "-c", "read c < /proc/$$/task/$$/children; echo \"[$c]\""]);
+
+    assert_eq!(run.stdout.trim(), "[]", "{}", run.stderr);
+    assert!(run.event("palisade.policy.applied")["body"].as_str().unwrap().contains("supervised"));
+}
