@@ -4,9 +4,8 @@ import json
 import sys
 
 
-def main(path):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    direct = next(row for row in rows if row["proxy"] == "direct")
+def print_load_table(rows, direct):
+    """Prints requests/s, CPU per request, fixed-rate latency and peak RSS per proxy and size."""
     base50 = direct["latency"]["p50_us"]
     base99 = direct["latency"]["p99_us"]
     print(f"Direct: {direct['throughput']['rps']:.0f} requests/s; at the fixed rate p50 {base50} µs, p99 {base99} µs.")
@@ -16,41 +15,83 @@ def main(path):
         "| peak RSS MiB |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    cpu = {}
-    squid = {}
+
     for row in rows:
-        if "rules" not in row or row["proxy"] == "direct":
-            continue
         throughput, latency = row["throughput"], row["latency"]
-        if row["proxy"] == "squid":
-            squid[row["rules"]] = throughput["rps"]
-        cpu_us = row["cpu_ticks"] / row["ticks_per_second"] * 1e6 / max(throughput["requests"], 1)
-        cpu[(row["proxy"], row["rules"])] = cpu_us
         print(
-            f"| {row['proxy']} | {row['rules']} | {throughput['rps']:.0f} | {cpu_us:.1f} "
+            f"| {row['proxy']} | {row['rules']} | {throughput['rps']:.0f} | {cpu_per_request(row):.1f} "
             f"| {throughput['errors'] + latency['errors']} "
             f"| {latency['p50_us']} | {latency['p99_us']} | {latency['p50_us'] - base50} | {latency['p99_us'] - base99} "
             f"| {row['hwm_kb'] / 1024:.1f} |"
         )
     print()
-    for row in rows:
-        if row["proxy"] == "palisade" and "rules" in row and row["rules"] in squid and squid[row["rules"]]:
-            rules = row["rules"]
-            print(
-                f"At {rules} rules: palisade / squid requests/s {row['throughput']['rps'] / squid[rules]:.2f}×, "
-                f"squid / palisade CPU per request {cpu[('squid', rules)] / cpu[('palisade', rules)]:.2f}×"
-            )
-            print()
+
+
+def print_sequential_table(rows, direct):
+    """Prints the latency of one connection sending requests one after another."""
+    sequential = direct["sequential"]
+    print(
+        f"One connection, requests one after another: direct p50 {sequential['p50_us']} µs, "
+        f"p99 {sequential['p99_us']} µs."
+    )
     print()
+    print("| proxy | rules | p50 µs | p99 µs | added p50 µs | added p99 µs |")
+    print("|---|---:|---:|---:|---:|---:|")
+
+    for row in rows:
+        one = row["sequential"]
+        print(
+            f"| {row['proxy']} | {row['rules']} | {one['p50_us']} | {one['p99_us']} "
+            f"| {one['p50_us'] - sequential['p50_us']} | {one['p99_us'] - sequential['p99_us']} |"
+        )
+    print()
+
+
+def print_ratios(rows):
+    """Prints palisade's requests/s and CPU per request relative to squid's."""
+    by_key = {(row["proxy"], row["rules"]): row for row in rows}
+    for (proxy, rules), row in by_key.items():
+        squid = by_key.get(("squid", rules))
+        if proxy != "palisade" or squid is None:
+            continue
+        throughput_ratio = row["throughput"]["rps"] / squid["throughput"]["rps"]
+        cpu_ratio = cpu_per_request(squid) / cpu_per_request(row)
+        print(
+            f"At {rules} rules: palisade / squid requests/s {throughput_ratio:.2f}×, "
+            f"squid / palisade CPU per request {cpu_ratio:.2f}×"
+        )
+        print()
+
+
+def print_tunnel_table(rows):
+    """Prints RSS before and while the idle CONNECT tunnels are open."""
     print("| proxy | tunnels open | failed | RSS before MiB | RSS with tunnels MiB |")
     print("|---|---:|---:|---:|---:|")
+
     for row in rows:
-        if "tunnels" in row:
-            tunnels = row["tunnels"] or {"open": 0, "failed": "?"}
-            print(
-                f"| {row['proxy']} | {tunnels['open']} | {tunnels['failed']} "
-                f"| {row['idle_rss_kb'] / 1024:.1f} | {row['tunnels_rss_kb'] / 1024:.1f} |"
-            )
+        tunnels = row["tunnels"] or {"open": 0, "failed": "?"}
+        print(
+            f"| {row['proxy']} | {tunnels['open']} | {tunnels['failed']} "
+            f"| {row['idle_rss_kb'] / 1024:.1f} | {row['tunnels_rss_kb'] / 1024:.1f} |"
+        )
+
+
+def cpu_per_request(row):
+    """Returns the proxy's CPU time per request in the throughput run, in microseconds."""
+    seconds = row["cpu_ticks"] / row["ticks_per_second"]
+    return seconds * 1e6 / max(row["throughput"]["requests"], 1)
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    direct = next(row for row in rows if row["proxy"] == "direct")
+    proxied = [row for row in rows if "rules" in row and row["proxy"] != "direct"]
+    tunnels = [row for row in rows if "tunnels" in row]
+
+    print_load_table(proxied, direct)
+    print_sequential_table(proxied, direct)
+    print_ratios(proxied)
+    print_tunnel_table(tunnels)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@
 # Each proxy is pinned to PROXY_CPU and the load tool and backend to LOAD_CPU.
 #
 # Reported per proxy and rule count: requests/s with CONNECTIONS keep-alive connections
-# sending as fast as answers arrive; p50 and p99 latency at a fixed RATE requests/s, and the
-# same minus a direct connection to the backend; peak RSS. Then, with one rule, RSS while
-# TUNNELS idle CONNECT tunnels are open.
+# sending as fast as responses arrive, and the proxy's CPU time per request in that run; p50
+# and p99 latency at a fixed RATE requests/s, and the same minus a direct connection to the
+# backend; p50 and p99 of one connection sending requests one after another, minus direct;
+# peak RSS. Then, with one rule, RSS while TUNNELS idle CONNECT tunnels are open.
 #
 # Usage: bench/egress/run.sh   (as root, for apt-get; results in $WORK/results.md)
 set -euo pipefail
@@ -165,7 +166,8 @@ results="$WORK/results.jsonl"
 : >"$results"
 direct_throughput=$(load --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN")
 direct_latency=$(load --connections 20 --rate "$RATE" --seconds "$SECONDS_PER_RUN")
-echo "{\"proxy\":\"direct\",\"rules\":0,\"throughput\":$direct_throughput,\"latency\":$direct_latency}" | tee -a "$results"
+direct_sequential=$(load --connections 1 --seconds "$SECONDS_PER_RUN")
+echo "{\"proxy\":\"direct\",\"rules\":0,\"throughput\":$direct_throughput,\"latency\":$direct_latency,\"sequential\":$direct_sequential}" | tee -a "$results"
 
 # 4. Each proxy at each allow-list size.
 for rules in $RULE_COUNTS; do
@@ -176,9 +178,10 @@ for rules in $RULE_COUNTS; do
         throughput=$(load --proxy "127.0.0.1:$proxy_port" --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN")
         ticks_after=$(cpu_ticks_of "$proxy_pid")
         latency=$(load --proxy "127.0.0.1:$proxy_port" --connections 20 --rate "$RATE" --seconds "$SECONDS_PER_RUN")
+        sequential=$(load --proxy "127.0.0.1:$proxy_port" --connections 1 --seconds "$SECONDS_PER_RUN")
         read -r hwm rss < <(memory_of "$proxy_pid")
         stop_proxy
-        echo "{\"proxy\":\"$name\",\"rules\":$rules,\"throughput\":$throughput,\"latency\":$latency,\"hwm_kb\":$hwm,\"rss_kb\":$rss,\"cpu_ticks\":$((ticks_after - ticks_before)),\"ticks_per_second\":$(getconf CLK_TCK)}" | tee -a "$results"
+        echo "{\"proxy\":\"$name\",\"rules\":$rules,\"throughput\":$throughput,\"latency\":$latency,\"sequential\":$sequential,\"hwm_kb\":$hwm,\"rss_kb\":$rss,\"cpu_ticks\":$((ticks_after - ticks_before)),\"ticks_per_second\":$(getconf CLK_TCK)}" | tee -a "$results"
     done
 done
 
