@@ -71,9 +71,13 @@ impl App {
     }
 }
 
+/// Runs `command` without the caller's proxy and telemetry settings, except those it sets itself.
 fn output(command: &mut Command) -> Output {
+    let explicit: Vec<std::ffi::OsString> = command.get_envs().map(|(name, _)| name.to_owned()).collect();
     for variable in ["http_proxy", "HTTP_PROXY", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"] {
-        command.env_remove(variable);
+        if !explicit.iter().any(|name| name == variable) {
+            command.env_remove(variable);
+        }
     }
     command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
 }
@@ -180,4 +184,91 @@ fn stale_rules_and_diff_against_a_broader_policy() {
     assert!(changes.contains("- (effective system calls): "), "{changes}");
     assert_eq!(same.status.code(), Some(0));
     assert!(same.stdout.is_empty());
+}
+
+/// `palisade-sidecar proxy` on `port` with `policy`, its events written to `log`.
+fn start_proxy(policy: &Path, port: u16, log: &Path) -> std::process::Child {
+    let sidecar = Path::new(env!("CARGO_BIN_EXE_palisade")).with_file_name("palisade-sidecar");
+    assert!(sidecar.exists(), "{} is missing: run the tests with `cargo test --workspace`", sidecar.display());
+    let child = Command::new(sidecar)
+        .args(["proxy", "--policy"])
+        .arg(policy)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy did not listen: {}",
+            std::fs::read_to_string(log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn learned_policy_routes_http_through_the_egress_proxy() {
+    let app = App::new();
+    let directory = tempfile::tempdir().unwrap();
+    let audit_policy = directory.path().join("audit.yaml");
+    std::fs::write(
+        &audit_policy,
+        "apiVersion: palisade.dev/v1alpha1\nkind: WorkloadPolicy\nspec:\n  mode: audit\n  egress: {default: deny}\n",
+    )
+    .unwrap();
+    let proxy_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}");
+    let learned = directory.path().join("learned.yaml");
+    let audit_log = directory.path().join("audit.log");
+
+    // Learning: the program reaches the server through the proxy, which audits the request.
+    let mut audit_proxy = start_proxy(&audit_policy, proxy_port, &audit_log);
+    let mut learning = palisade();
+    learning
+        .arg("learn")
+        .arg("--out")
+        .arg(&learned)
+        .arg("--egress-events")
+        .arg(&audit_log)
+        .arg("--")
+        .args(app.command());
+    let learning = output(learning.env("http_proxy", &proxy_url).env_remove("no_proxy").env_remove("NO_PROXY"));
+    audit_proxy.kill().unwrap();
+    audit_proxy.wait().unwrap();
+
+    assert!(learning.status.success(), "{}", text(&learning.stderr));
+    assert!(text(&learning.stdout).contains("app-ok child served"), "{}", text(&learning.stdout));
+    let spec = palisade_core::policy::load(&learned).unwrap().policy.spec;
+    let yaml = std::fs::read_to_string(&learned).unwrap();
+    let ports: Vec<u16> = spec.network.connect_tcp.iter().map(|port| port.get()).collect();
+    assert_eq!(ports, [proxy_port], "the program connects only to the proxy:\n{yaml}");
+    let server_rule = spec
+        .egress
+        .allow
+        .iter()
+        .find(|rule| rule.ports.iter().any(|port| port.get() == app.port))
+        .unwrap_or_else(|| panic!("no egress rule for the server's port:\n{yaml}"));
+    assert_eq!(server_rule.cidrs[0].to_string(), "127.0.0.1/32");
+
+    // Enforcing: the same proxy port, now enforcing the learned policy.
+    let enforce_log = directory.path().join("enforce.log");
+    let mut enforce_proxy = start_proxy(&learned, proxy_port, &enforce_log);
+    std::fs::remove_file(app.output_dir.path().join("out.txt")).unwrap();
+    let mut enforced = Command::new(wrap_binary());
+    enforced.arg("--policy").arg(&learned).arg("--").args(app.command());
+    let enforced = output(enforced.env("http_proxy", &proxy_url).env_remove("no_proxy").env_remove("NO_PROXY"));
+    enforce_proxy.kill().unwrap();
+    enforce_proxy.wait().unwrap();
+
+    assert!(enforced.status.success(), "{}", text(&enforced.stderr));
+    assert!(text(&enforced.stdout).contains("app-ok child served"), "{}", text(&enforced.stdout));
+    let decisions = std::fs::read_to_string(&enforce_log).unwrap();
+    assert!(decisions.contains("\"palisade.decision\":\"allow\""), "{decisions}");
+    assert!(!decisions.contains("\"palisade.egress.audited\":true"), "{decisions}");
 }

@@ -92,7 +92,7 @@ fn learn(args: &LearnArgs) -> Result<ExitCode, String> {
         rules.execute.len(),
         rules.read.len(),
         rules.write.len(),
-        rules.connect.len(),
+        rules.destinations.len(),
         rules.hosts.values().map(BTreeSet::len).sum::<usize>()
     );
     if !status.success() {

@@ -35,6 +35,8 @@ pub struct Observations {
     /// Files created, removed or renamed; the rule goes on their directory.
     pub changed: BTreeSet<PathBuf>,
     pub connected: BTreeSet<SocketAddr>,
+    /// Addresses reached through the egress proxy, by IP address rather than name.
+    pub proxied: BTreeSet<SocketAddr>,
     /// Host names reached through the egress proxy, with their ports.
     pub hosts: BTreeMap<String, BTreeSet<u16>>,
 }
@@ -80,7 +82,7 @@ impl Observations {
             count += 1;
             match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
                 Ok(address) => {
-                    self.connected.insert(SocketAddr::new(address, port));
+                    self.proxied.insert(SocketAddr::new(address, port));
                 }
                 Err(_) => {
                     self.hosts.entry(host.to_ascii_lowercase()).or_default().insert(port);
@@ -124,9 +126,9 @@ impl Observations {
             self.read.iter().map(|path| pseudo_or(path, canonical)).filter(|path| !covered_by(path, &write)).collect();
         let read = without_covered(generalise(read_files));
 
-        let mut ports: BTreeMap<u16, BTreeSet<std::net::IpAddr>> = BTreeMap::new();
-        for address in &self.connected {
-            ports.entry(address.port()).or_default().insert(address.ip());
+        let mut destinations: BTreeMap<u16, BTreeSet<std::net::IpAddr>> = BTreeMap::new();
+        for address in self.connected.iter().chain(&self.proxied) {
+            destinations.entry(address.port()).or_default().insert(address.ip());
         }
 
         LearnedRules {
@@ -134,7 +136,8 @@ impl Observations {
             read,
             write,
             syscalls: self.syscalls.clone(),
-            connect: ports,
+            connect_tcp: self.connected.iter().map(SocketAddr::port).collect(),
+            destinations,
             hosts: host_rules(&self.hosts),
         }
     }
@@ -147,8 +150,10 @@ pub struct LearnedRules {
     pub read: BTreeSet<PathBuf>,
     pub write: BTreeSet<PathBuf>,
     pub syscalls: BTreeSet<String>,
-    /// Ports connected to, with the addresses reached on each.
-    pub connect: BTreeMap<u16, BTreeSet<std::net::IpAddr>>,
+    /// Ports the workload itself connected to.
+    pub connect_tcp: BTreeSet<u16>,
+    /// Ports reached directly or through the egress proxy, with the addresses reached on each.
+    pub destinations: BTreeMap<u16, BTreeSet<std::net::IpAddr>>,
     /// Host patterns reached through the egress proxy, grouped by the ports they were reached on.
     pub hosts: BTreeMap<BTreeSet<u16>, BTreeSet<String>>,
 }
@@ -180,10 +185,10 @@ impl LearnedRules {
         for syscall in &self.syscalls {
             let _ = writeln!(yaml, "      - {syscall}");
         }
-        let ports: Vec<String> = self.connect.keys().map(u16::to_string).collect();
+        let ports: Vec<String> = self.connect_tcp.iter().map(u16::to_string).collect();
         let _ = writeln!(yaml, "  network:\n    connectTcp: [{}]", ports.join(", "));
         let _ = writeln!(yaml, "  egress:\n    default: deny");
-        if self.connect.is_empty() && self.hosts.is_empty() {
+        if self.destinations.is_empty() && self.hosts.is_empty() {
             let _ = writeln!(yaml, "    allow: []");
         } else {
             let _ = writeln!(yaml, "    allow:");
@@ -192,7 +197,7 @@ impl LearnedRules {
                 let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
                 let _ = writeln!(yaml, "      - hosts: [{}]\n        ports: [{}]", hosts.join(", "), ports.join(", "));
             }
-            for (port, addresses) in &self.connect {
+            for (port, addresses) in &self.destinations {
                 let cidrs: Vec<String> =
                     addresses.iter().map(|address| quote(&ipnet::IpNet::from(*address).to_string())).collect();
                 let _ = writeln!(yaml, "      - cidrs: [{}]\n        ports: [{port}]", cidrs.join(", "));
@@ -366,10 +371,10 @@ pub fn unexercised_rules(policy: &Policy, observations: &Observations) -> Vec<St
             continue;
         }
         let port_matches = |port: u16| rule.ports.is_empty() || rule.ports.iter().any(|allowed| allowed.get() == port);
-        let address_used = observations
-            .connected
-            .iter()
-            .any(|address| rule.cidrs.iter().any(|cidr| cidr.contains(address.ip())) && port_matches(address.port()));
+        let address_used =
+            observations.connected.iter().chain(&observations.proxied).any(|address| {
+                rule.cidrs.iter().any(|cidr| cidr.contains(address.ip())) && port_matches(address.port())
+            });
         let host_used = observations.hosts.iter().any(|(host, ports)| {
             rule.hosts.iter().any(|pattern| host_matches(pattern, host)) && ports.iter().any(|port| port_matches(*port))
         });
@@ -447,6 +452,7 @@ mod tests {
             written: paths(&["/dev/null"]),
             changed: paths(&["/palisade-test/out/result.txt"]),
             connected: ["127.0.0.1:8080".parse().unwrap()].into_iter().collect(),
+            proxied: BTreeSet::new(),
             hosts: BTreeMap::new(),
         };
 
@@ -491,6 +497,8 @@ mod tests {
         let egress = &learned.policy.spec.egress.allow;
         assert!(egress.iter().any(|rule| rule.hosts.iter().any(|host| host.is_wildcard())), "{}", learned.yaml);
         assert!(egress.iter().any(|rule| rule.cidrs.iter().any(|cidr| cidr.to_string() == "127.0.0.1/32")));
+        // Destinations behind the proxy are not connected to by the workload itself.
+        assert!(learned.policy.spec.network.connect_tcp.is_empty(), "{}", learned.yaml);
     }
 
     #[test]
