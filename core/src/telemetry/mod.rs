@@ -6,20 +6,24 @@
 //! counter snapshots are written as JSON lines on stderr (in Lambda these land in CloudWatch Logs).
 
 pub mod attributes;
+mod collect;
 mod event;
 mod json;
 pub mod names;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod resource;
+mod span;
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use collect::EventCollector;
 pub use event::{Event, Severity, Value};
 pub use json::JsonLinesExporter;
 pub use resource::Resource;
+pub use span::{random_id, traces_endpoint_configured, Span, SpanSink, TraceContext, TRACES_ENDPOINT_VARIABLES};
 
 /// The endpoint variables whose presence selects OTLP export.
 pub const ENDPOINT_VARIABLES: [&str; 2] = ["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
@@ -79,6 +83,13 @@ impl Telemetry {
     /// Writes events as JSON lines to `writer`.
     pub fn json_lines(resource: Resource, writer: impl Write + Send + 'static) -> Self {
         Self { resource: Arc::new(resource), exporter: Arc::new(JsonLinesExporter::new(writer)) }
+    }
+
+    /// Keeps up to `capacity` events in memory for the returned collector to drain; events beyond
+    /// that are dropped and counted.
+    pub fn collecting(resource: Resource, capacity: usize) -> (Self, EventCollector) {
+        let (exporter, collector) = collect::CollectingExporter::new(capacity);
+        (Self { resource: Arc::new(resource), exporter: Arc::new(exporter) }, collector)
     }
 
     pub fn resource(&self) -> &Resource {

@@ -179,3 +179,107 @@ impl Exporter for OtlpExporter {
         logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))
     }
 }
+
+/// Exports spans through the OTLP/HTTP span exporter, called from the span sink's own thread.
+pub(super) struct OtlpSpanWriter {
+    exporter: opentelemetry_otlp::SpanExporter,
+}
+
+impl std::fmt::Debug for OtlpSpanWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpSpanWriter").finish_non_exhaustive()
+    }
+}
+
+/// Reads `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, then `OTEL_EXPORTER_OTLP_PROTOCOL`.
+fn traces_protocol_from_env() -> Result<Protocol, TelemetryError> {
+    let value = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_default();
+    match value.trim() {
+        "" | "http/protobuf" => Ok(Protocol::HttpBinary),
+        "http/json" => Ok(Protocol::HttpJson),
+        other => Err(TelemetryError::UnsupportedProtocol(other.to_owned())),
+    }
+}
+
+impl OtlpSpanWriter {
+    /// Builds the span exporter from the `OTEL_EXPORTER_OTLP_*` variables.
+    pub(super) fn from_env(resource: &Resource, timeout: Duration) -> Result<Self, TelemetryError> {
+        use opentelemetry_sdk::trace::SpanExporter as _;
+
+        let protocol = traces_protocol_from_env()?;
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_timeout(timeout)
+            .with_http_client(BlockingClient::new(timeout))
+            .build()
+            .map_err(build_error)?;
+        exporter.set_resource(&sdk_resource(resource));
+        Ok(Self { exporter })
+    }
+}
+
+impl super::span::SpanWriter for OtlpSpanWriter {
+    fn write(&mut self, spans: Vec<super::Span>) -> Result<(), TelemetryError> {
+        use opentelemetry_sdk::trace::SpanExporter as _;
+
+        let batch = spans.into_iter().map(span_data).collect();
+        // The HTTP client blocks inside the future, so polling it to completion here is the export.
+        futures_executor::block_on(self.exporter.export(batch))
+            .map_err(|error| TelemetryError::Flush(error.to_string()))
+    }
+}
+
+fn span_data(span: super::Span) -> opentelemetry_sdk::trace::SpanData {
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+
+    let (trace_id, parent, sampled) = match span.context {
+        Some(context) => (context.trace_id, context.parent_span_id, context.sampled),
+        None => (super::random_id::<16>(), None, true),
+    };
+    let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let span_context = SpanContext::new(
+        TraceId::from_bytes(trace_id),
+        SpanId::from_bytes(super::random_id()),
+        flags,
+        false,
+        TraceState::NONE,
+    );
+
+    let events = span
+        .events
+        .iter()
+        .map(|event| {
+            let mut attributes: Vec<KeyValue> =
+                event.attributes.iter().map(|(key, value)| KeyValue::new(*key, otel_value(value))).collect();
+            attributes.push(KeyValue::new("log.severity", event.severity.as_str()));
+            if let Some(body) = &event.body {
+                attributes.push(KeyValue::new("log.body", body.clone()));
+            }
+            opentelemetry::trace::Event::new(event.name, event.time, attributes, 0)
+        })
+        .collect();
+    let mut span_events = opentelemetry_sdk::trace::SpanEvents::default();
+    span_events.events = events;
+
+    opentelemetry_sdk::trace::SpanData {
+        span_context,
+        parent_span_id: parent.map_or(SpanId::INVALID, SpanId::from_bytes),
+        parent_span_is_remote: parent.is_some(),
+        span_kind: SpanKind::Server,
+        name: span.name.into(),
+        start_time: span.start,
+        end_time: span.end,
+        attributes: span.attributes.iter().map(|(key, value)| KeyValue::new(*key, otel_value(value))).collect(),
+        dropped_attributes_count: 0,
+        events: span_events,
+        links: opentelemetry_sdk::trace::SpanLinks::default(),
+        status: match span.error {
+            Some(description) => Status::error(description),
+            None => Status::Unset,
+        },
+        instrumentation_scope: opentelemetry::InstrumentationScope::builder("palisade").build(),
+    }
+}
