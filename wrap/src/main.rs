@@ -5,6 +5,7 @@
 mod args;
 mod command;
 mod error;
+mod lambda;
 mod launch;
 mod supervisor;
 
