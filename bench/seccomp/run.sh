@@ -78,8 +78,8 @@ print("| Configuration | ns per call | vs. no filter | vs. plain filter |")
 print("|---|---:|---:|---:|")
 for label, text in [("none", "no filter"), ("plain", "plain allow-list filter"), ("supervised", "supervised filter")]:
     print(f"| {text}, getppid allowed | {median[label]:.1f} | {median[label] / median['none']:.3f} | {median[label] / median['plain']:.3f} |")
-for label, text in [("plain-denied", "plain filter, getppid denied (kernel answers)"),
-                    ("supervised-denied", "supervised filter, getppid denied (supervisor answers)")]:
+for label, text in [("plain-denied", "plain filter, getppid denied (the kernel returns the errno)"),
+                    ("supervised-denied", "supervised filter, getppid denied (the supervisor responds)")]:
     print(f"| {text} | {median[label]:.1f} | {median[label] / median['none']:.1f} | {median[label] / median['plain-denied']:.1f} |")
 startup = {r["command"]: r for r in json.load(open(sys.argv[2]))["results"]}
 plain, supervised = startup["plain"]["median"] * 1000, startup["supervised"]["median"] * 1000

@@ -25,7 +25,7 @@ pub const FLAG: &str = "--supervisor";
 /// Exit status of a supervisor that failed.
 const EXIT_SUPERVISOR: u8 = 70;
 
-/// What the supervisor is told on its command line.
+/// The settings passed to the supervisor on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     detach: bool,
@@ -136,7 +136,7 @@ impl Supervisor {
         Ok(Self { socket: handoff.launcher, detaching })
     }
 
-    /// The socket the listener goes over; the supervised filter lets sendmsg through on it.
+    /// Returns the socket the listener goes over; the supervised filter allows sendmsg on it.
     pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
         self.socket.as_fd()
     }
@@ -167,7 +167,8 @@ impl Supervisor {
     }
 }
 
-/// Runs the supervisor side: detaches, or receives the listener on stdin and answers it.
+/// Runs the supervisor side: detaches, or receives the listener on stdin and responds to its
+/// notifications.
 pub fn run(options: Options) -> ExitCode {
     if options.detach {
         return detach(options);

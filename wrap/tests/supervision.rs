@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::{probe, probe_policy, probe_under, wrap_command};
 
 /// An errno no probed call returns on its own, so seeing it proves the filter or the supervisor
-/// answered.
+/// responded.
 const DISTINCT_ERRNO: &str = "EHWPOISON";
 
 fn events_named(run: &support::Run, name: &str) -> Vec<serde_json::Value> {
@@ -60,7 +60,7 @@ fn audited_call_continues_and_is_reported() {
 }
 
 #[test]
-fn audited_calls_of_a_shell_name_each_system_call() {
+fn audited_shell_call_is_reported() {
     // A real program outside Palisade's test tools: dash, with the clone3 its libc tries first
     // left out of the base profile.
     let policy = support::policy(

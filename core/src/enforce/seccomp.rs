@@ -1,9 +1,9 @@
 //! The seccomp allow-list: profiles plus `allow` minus `deny`, compiled with seccompiler and
 //! installed on every thread.
 //!
-//! A call outside the allow-list either gets its answer from the filter itself (the plain filter:
-//! `defaultErrno` in enforce mode, SECCOMP_RET_LOG in audit mode) or is handed to a supervisor
-//! process (SECCOMP_RET_USER_NOTIF), which answers it and reports it.
+//! The filter itself returns the result of a call outside the allow-list (the plain filter:
+//! `defaultErrno` in enforce mode, SECCOMP_RET_LOG in audit mode), or hands the call to a
+//! supervisor process (SECCOMP_RET_USER_NOTIF), which responds to it and reports it.
 //!
 //! seccompiler has no USER_NOTIF action, so the allow-list is compiled once with SECCOMP_RET_TRAP
 //! as the mismatch action, which nothing else in the program returns, and every `ret TRAP` is then
@@ -54,7 +54,7 @@ pub struct SeccompPlan {
     pub clone_restricted: bool,
     /// Whether calls outside the allow-list go to a supervisor (`spec.syscalls.supervise`).
     pub supervise: bool,
-    /// The plain filter, which answers calls outside the allow-list itself.
+    /// The plain filter, which returns the result of calls outside the allow-list itself.
     pub program: BpfProgram,
     /// The allow-list as seccompiler rules, kept to compile the supervised filter.
     rules: BTreeMap<i64, Vec<SeccompRule>>,
@@ -98,7 +98,7 @@ impl SeccompPlan {
         Ok(plan)
     }
 
-    /// A filter that allows nothing by itself: every call goes to the supervisor, which lets it
+    /// Builds a filter that allows nothing by itself: every call goes to the supervisor, which lets it
     /// continue and records it. Used to learn a policy; the x32 ABI stays denied.
     pub fn learning(default_errno: ErrnoName) -> Result<Self, EnforceError> {
         let mut plan = Self {
@@ -119,7 +119,7 @@ impl SeccompPlan {
         self.program.len()
     }
 
-    /// The program in the kernel's binary layout: `struct sock_filter` entries of 8 bytes in
+    /// Returns the program in the kernel's binary layout: `struct sock_filter` entries of 8 bytes in
     /// native byte order.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.program.len() * 8);
@@ -142,7 +142,7 @@ impl SeccompPlan {
     ///
     /// `handoff` is the socket the listener is sent over right after installation. sendmsg on
     /// that descriptor is allowed even when the policy leaves sendmsg out, because the call that
-    /// hands the listener to the supervisor cannot wait for the supervisor to answer it.
+    /// hands the listener to the supervisor cannot wait for the supervisor's response.
     pub fn supervised_program(&self, handoff: Option<BorrowedFd<'_>>) -> Result<BpfProgram, EnforceError> {
         self.compile(libc::SECCOMP_RET_USER_NOTIF, handoff.map(|fd| fd.as_raw_fd()))
     }

@@ -25,7 +25,7 @@ pub use self::handoff::{receive_listener, send_listener, HandoffSocket};
 pub use self::learn::{LearnedPolicy, Observations};
 use self::report::Reporter;
 use crate::policy::{ErrnoName, Mode};
-use crate::sys::seccomp::{self as sys, Answer};
+use crate::sys::seccomp::{self as sys, Response};
 use crate::telemetry::Telemetry;
 
 /// How often repeated calls are summarised in one event.
@@ -39,8 +39,8 @@ pub enum SuperviseError {
     #[error("cannot read seccomp notifications: {0}")]
     Receive(Errno),
 
-    #[error("cannot answer seccomp notification: {0}")]
-    Answer(Errno),
+    #[error("cannot send the response to a seccomp notification: {0}")]
+    Respond(Errno),
 
     #[error("cannot write observations to {}: {source}", path.display())]
     WriteObservations { path: PathBuf, source: std::io::Error },
@@ -128,9 +128,9 @@ fn handle(
     reporter: &mut Reporter,
     observations: &mut Observations,
 ) -> Result<(), SuperviseError> {
-    let answer = match &config.decision {
-        Decision::Deny(errno) => Answer::Fail(errno.number()),
-        Decision::Audit | Decision::Learn(_) => Answer::Continue,
+    let response = match &config.decision {
+        Decision::Deny(errno) => Response::Fail(errno.number()),
+        Decision::Audit | Decision::Learn(_) => Response::Continue,
     };
 
     // Whatever is read from /proc is trusted only if the call is still pending afterwards: then
@@ -147,9 +147,9 @@ fn handle(
         });
     }
 
-    match sys::answer(listener.as_fd(), notification.id, answer) {
+    match sys::respond(listener.as_fd(), notification.id, response) {
         // The caller died or was interrupted while the supervisor looked at it.
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
-        Err(errno) => Err(SuperviseError::Answer(errno)),
+        Err(errno) => Err(SuperviseError::Respond(errno)),
     }
 }

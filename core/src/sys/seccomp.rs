@@ -9,7 +9,7 @@ use nix::errno::Errno;
 /// One system call the kernel stopped and handed to the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notification {
-    /// The cookie that answers this call; valid until it is answered or the caller dies.
+    /// The cookie of the response to this call, valid until the response or the caller's death.
     pub id: u64,
     /// The calling thread's id in the supervisor's pid namespace.
     pub tid: u32,
@@ -18,9 +18,9 @@ pub struct Notification {
     pub args: [u64; 6],
 }
 
-/// How to answer a notification.
+/// The response to a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub enum Response {
     /// Fail the call with this errno.
     Fail(i32),
     /// Let the kernel run the call as if the filter had allowed it.
@@ -31,7 +31,7 @@ pub enum Answer {
 /// the listener.
 ///
 /// SECCOMP_FILTER_FLAG_TSYNC alone returns the id of a thread it could not synchronise, which
-/// collides with returning the listener fd; with TSYNC_ESRCH that failure becomes ESRCH instead.
+/// would be indistinguishable from the listener fd. With TSYNC_ESRCH that failure is ESRCH.
 pub fn install_with_listener(program: &[libc::sock_filter]) -> Result<OwnedFd, Errno> {
     let length = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
     let fprog = libc::sock_fprog { len: length, filter: program.as_ptr().cast_mut() };
@@ -65,11 +65,11 @@ pub fn receive(listener: BorrowedFd<'_>) -> Result<Notification, Errno> {
     Ok(Notification { id: notif.id, tid: notif.pid, nr: notif.data.nr, arch: notif.data.arch, args: notif.data.args })
 }
 
-/// Answers notification `id`. ENOENT means the caller is gone or was interrupted.
-pub fn answer(listener: BorrowedFd<'_>, id: u64, answer: Answer) -> Result<(), Errno> {
-    let (error, flags) = match answer {
-        Answer::Fail(errno) => (-errno, 0),
-        Answer::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+/// Sends the response to notification `id`. ENOENT means the caller is gone or was interrupted.
+pub fn respond(listener: BorrowedFd<'_>, id: u64, response: Response) -> Result<(), Errno> {
+    let (error, flags) = match response {
+        Response::Fail(errno) => (-errno, 0),
+        Response::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
     };
     let mut response = libc::seccomp_notif_resp { id, val: 0, error, flags };
     // SAFETY: SEND reads one seccomp_notif_resp from the buffer, which is valid and initialised.
@@ -80,8 +80,8 @@ pub fn answer(listener: BorrowedFd<'_>, id: u64, answer: Answer) -> Result<(), E
     Ok(())
 }
 
-/// Whether notification `id` still waits for an answer, that is whether its thread is still the
-/// one that made the call (and its pid has not been reused since).
+/// Checks whether notification `id` still waits for a response, that is whether its thread is
+/// still the one that made the call (and its pid has not been reused since).
 pub fn is_pending(listener: BorrowedFd<'_>, id: u64) -> bool {
     let mut cookie = id;
     // SAFETY: ID_VALID reads one u64 from the pointer, which is valid and initialised.
@@ -107,6 +107,6 @@ pub fn prefer_synchronous_wake_up(listener: BorrowedFd<'_>) -> Result<(), Errno>
 /// Takes ownership of a descriptor that recvmsg just received with SCM_RIGHTS.
 pub fn own_received(fd: std::os::fd::RawFd) -> OwnedFd {
     // SAFETY: the kernel installed `fd` in this process while receiving the message, and nothing
-    // else in the process knows it, so this is its only owner.
+    // else in the process refers to it, so this is its only owner.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
