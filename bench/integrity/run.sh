@@ -14,7 +14,7 @@ TREE_FILES=${TREE_FILES:-100000}
 WORK=${WORK:-/var/tmp/palisade-bench-integrity}
 DATASETS=${DATASETS:-"usr tree"}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/palisade-target-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/palisade-target-bench-integrity}
 PALISADE=${PALISADE:-}
 THREADS=$(nproc)
 

@@ -18,17 +18,7 @@ type Normalised = BTreeMap<String, (String, BTreeSet<String>)>;
 
 /// Installs AIDE with apt-get when it is missing, and fails the test when that is not possible.
 fn require_aide() {
-    let installed = || Command::new("sh").args(["-c", "command -v aide"]).output().is_ok_and(|o| o.status.success());
-    if installed() {
-        return;
-    }
-    for command in ["apt-get install -y -qq aide", "apt-get update -qq && apt-get install -y -qq aide"] {
-        let _ = Command::new("sh").args(["-c", command]).env("DEBIAN_FRONTEND", "noninteractive").status();
-        if installed() {
-            return;
-        }
-    }
-    panic!("AIDE is missing and `apt-get install aide` failed: install the Debian package aide (as root)");
+    require_program("aide", "aide");
 }
 
 /// Writes an AIDE configuration whose rule records what Palisade records: type, permissions, owner,

@@ -207,3 +207,38 @@ fn pseudo_filesystem_is_not_descended() {
     assert!(proc_line.ends_with("\tpseudo:proc"), "{proc_line}");
     assert!(!text.contains(&format!("{}/self", proc_dir.display())), "proc was descended");
 }
+
+#[test]
+fn verify_emits_telemetry_events() {
+    require_root();
+    let scratch = scratch_dir();
+    let root = scratch.path().join("tree");
+    build_tree(&root, false);
+    let manifest = scratch.path().join("manifest");
+    baseline(&root, &manifest, &[]);
+    let_clock_advance();
+    std::fs::set_permissions(root.join("etc/conf"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    // Without an OTLP endpoint, events are JSON lines on stderr.
+    let output = run(palisade()
+        .args(["integrity", "verify", "--events"])
+        .arg(&manifest)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&output.stderr).lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+
+    let changed: Vec<_> = events.iter().filter(|event| event["event_name"] == "palisade.integrity.changed").collect();
+    assert_eq!(changed.len(), 1, "changed events: {events:?}");
+    let attributes = &changed[0]["attributes"];
+    assert_eq!(attributes["file.path"], root.join("etc/conf").display().to_string());
+    assert_eq!(attributes["palisade.integrity.change"], "modified");
+    assert_eq!(attributes["palisade.integrity.attributes"], serde_json::json!(["mode", "ctime"]));
+    assert_eq!(attributes["palisade.integrity.old_values"][0], "0644");
+    assert_eq!(attributes["palisade.integrity.new_values"][0], "0600");
+
+    let verified: Vec<_> = events.iter().filter(|event| event["event_name"] == "palisade.integrity.verified").collect();
+    assert_eq!(verified.len(), 1, "verified events: {events:?}");
+    assert_eq!(verified[0]["attributes"]["palisade.integrity.changes"], 1);
+    assert_eq!(output.status.code(), Some(1));
+}

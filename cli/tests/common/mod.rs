@@ -22,10 +22,23 @@ pub fn require_root() {
     assert_eq!(effective, "0", "this test changes owners and file capabilities: run it as root");
 }
 
-/// Fails the test with an install hint unless `program` is on PATH.
+/// Installs the Debian `package` with apt-get when `program` is not on PATH, and fails the test
+/// with an install hint when that is not possible.
 pub fn require_program(program: &str, package: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().expect("run sh");
-    assert!(found.status.success(), "{program} is missing: install it with `apt-get install -y {package}`");
+    let found =
+        || Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().is_ok_and(|o| o.status.success());
+    if found() {
+        return;
+    }
+    for command in
+        [format!("apt-get install -y -qq {package}"), format!("apt-get update -qq && apt-get install -y -qq {package}")]
+    {
+        let _ = Command::new("sh").args(["-c", &command]).env("DEBIAN_FRONTEND", "noninteractive").output();
+        if found() {
+            return;
+        }
+    }
+    panic!("{program} is missing and `apt-get install {package}` failed: install the Debian package {package}");
 }
 
 pub fn palisade() -> Command {
