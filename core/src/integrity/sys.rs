@@ -14,8 +14,8 @@ fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// What extended attributes are read from: a path (not following a final symbolic link) or an
-/// open file.
+/// The source of extended attributes: a path (not following a final symbolic link) or an open
+/// file.
 enum Target<'a> {
     Path(CString),
     Fd(BorrowedFd<'a>),
@@ -153,7 +153,7 @@ pub fn fanotify_mark_filesystem(group: BorrowedFd<'_>, path: &Path, mask: u64) -
     Ok(())
 }
 
-/// The filesystem id (`f_fsid` of `statfs`) of the filesystem containing `path`, as fanotify
+/// Returns the filesystem id (`f_fsid` of `statfs`) of the filesystem containing `path`, as fanotify
 /// reports it in events.
 pub fn filesystem_id(path: &Path) -> io::Result<[i32; 2]> {
     let c_path = c_path(path)?;
@@ -186,7 +186,7 @@ pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedF
     if 8 + declared > handle.len() {
         return Err(io::Error::from(io::ErrorKind::InvalidData));
     }
-    // SAFETY: `aligned` holds a complete `struct file_handle` (header plus `handle_bytes` bytes,
+    // SAFETY: `aligned` contains a complete `struct file_handle` (header plus `handle_bytes` bytes,
     // checked above), is suitably aligned and outlives the call; `mount` is a valid descriptor.
     let fd = unsafe {
         libc::syscall(

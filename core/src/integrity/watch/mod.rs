@@ -2,7 +2,7 @@
 //! privileges allow, inotify directory watches otherwise.
 //!
 //! Kernel events only name the path to look at. The watcher re-records that path (its whole
-//! subtree for a directory that appeared) and compares it with what it recorded before, so a
+//! subtree for a directory that appeared) and compares it with what it recorded before. So a
 //! change is reported with the same attributes as [`super::verify`] reports, and duplicate or
 //! coalesced kernel events cannot produce duplicate reports. When the kernel queue overflows,
 //! the watcher reports [`WatchEvent::CoverageLost`] and compares a full rescan.
