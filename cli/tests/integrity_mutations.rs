@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::os::unix::fs::FileExt;
+use std::collections::BTreeSet;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -217,7 +218,7 @@ fn verify_emits_telemetry_events() {
     let manifest = scratch.path().join("manifest");
     baseline(&root, &manifest, &[]);
     let_clock_advance();
-    std::fs::set_permissions(root.join("etc/conf"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(root.join("etc/conf"), std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // Without an OTLP endpoint, events are JSON lines on stderr.
     let output = run(palisade()
@@ -241,4 +242,42 @@ fn verify_emits_telemetry_events() {
     assert_eq!(verified.len(), 1, "verified events: {events:?}");
     assert_eq!(verified[0]["attributes"]["palisade.integrity.changes"], 1);
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// Runs `palisade` as the unprivileged user nobody, without capabilities.
+fn palisade_as_nobody() -> std::process::Command {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]);
+    command.arg(env!("CARGO_BIN_EXE_palisade"));
+    command
+}
+
+#[test]
+fn unreadable_entries_are_errors_not_removals() {
+    require_root();
+    require_program("setpriv", "util-linux");
+    let scratch = scratch_dir();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = scratch.path().join("tree");
+    build_tree(&root, false);
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(root.join("private")).unwrap();
+    write_file(&root.join("private/inner"), b"inner\n", 0o644);
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let manifest = scratch.path().join("manifest");
+    baseline(&root, &manifest, &[]);
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // etc/secret (0600) cannot be opened and private/ (0700) cannot be listed by nobody.
+    let output = run(palisade_as_nobody().args(["integrity", "verify", "--format", "json"]).arg(&manifest));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("no JSON report ({error}): {}", String::from_utf8_lossy(&output.stderr)));
+
+    let errors: BTreeSet<String> =
+        report["errors"].as_array().unwrap().iter().map(|error| error["path"].as_str().unwrap().to_owned()).collect();
+    let expected_errors: BTreeSet<String> =
+        [root.join("etc/secret"), root.join("private")].iter().map(|path| path.display().to_string()).collect();
+    assert_eq!(errors, expected_errors);
+    assert_eq!(reported(&report), Expected::new(), "unreadable entries must not be reported as changes");
+    assert_eq!(output.status.code(), Some(2));
 }

@@ -106,6 +106,7 @@ pub fn verify(manifest: &Manifest, options: &VerifyOptions) -> Result<Report, In
 pub fn compare(recorded: &[Entry], scan: Scan, ignore_identity: bool) -> Report {
     let Scan { entries: current, changed_while_reading, errors, files_hashed, digests_reused, bytes_hashed } = scan;
     let unstable: std::collections::HashSet<&Path> = changed_while_reading.iter().map(PathBuf::as_path).collect();
+    let unreadable: Vec<PathBuf> = errors.iter().map(|error| error.path.clone()).collect();
 
     let mut changes = Vec::new();
     let mut added = Vec::new();
@@ -119,7 +120,11 @@ pub fn compare(recorded: &[Entry], scan: Scan, ignore_identity: bool) -> Report 
         match order {
             std::cmp::Ordering::Less => {
                 let old = &recorded[old_index];
-                changes.push(Change::whole(old.path.clone(), ChangeKind::Removed, Some(old.kind), None));
+                // An entry that could not be read (or lies in a directory that could not be
+                // listed) is reported as an error, not as removed.
+                if !unreadable.iter().any(|path| old.path.starts_with(path)) {
+                    changes.push(Change::whole(old.path.clone(), ChangeKind::Removed, Some(old.kind), None));
+                }
                 old_index += 1;
             }
             std::cmp::Ordering::Greater => {
