@@ -45,6 +45,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Time a CONNECT tunnel may pass no byte in either direction before it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub tunnel_idle_timeout: Duration,
+
     /// Maximum size of a request head in bytes; a larger head gets 431.
     #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024)]
     pub max_header_bytes: usize,

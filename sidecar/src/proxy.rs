@@ -36,6 +36,7 @@ async fn serve(arguments: ProxyArgs) -> anyhow::Result<()> {
             max_connections: arguments.max_connections,
             header_read_timeout: arguments.header_timeout,
             idle_timeout: arguments.idle_timeout,
+            tunnel_idle_timeout: arguments.tunnel_idle_timeout,
             max_header_bytes: arguments.max_header_bytes,
             connect_timeout: arguments.connect_timeout,
             ..Limits::default()

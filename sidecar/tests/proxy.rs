@@ -365,6 +365,26 @@ fn connection_limit_answers_503() {
 }
 
 #[test]
+fn idle_tunnel_closed_after_timeout() {
+    let backend = Backend::start("127.0.0.2");
+    let proxy = ProxyProcess::start(&policy(BACKEND_RULE), None, &["--tunnel-idle-timeout", "1s"]);
+    let mut tunnel = TcpStream::connect(proxy.address).unwrap();
+    write!(tunnel, "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", backend.address).unwrap();
+
+    let started = Instant::now();
+    tunnel.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = String::new();
+    let _ = tunnel.read_to_string(&mut received);
+    let open_for = started.elapsed();
+
+    assert_eq!(status_of(&received), 200, "{received}");
+    assert!(open_for >= Duration::from_millis(900), "closed after {open_for:?}");
+    assert!(open_for < Duration::from_secs(5), "still open after {open_for:?}");
+    let events = proxy.wait_for_decisions(1);
+    assert_eq!(events[0]["attributes"]["error.type"], "tunnel_idle_timeout");
+}
+
+#[test]
 fn oversized_head_answers_431() {
     let backend = Backend::start("127.0.0.2");
     let proxy = ProxyProcess::start(&policy(BACKEND_RULE), None, &["--max-header-bytes", "1024"]);

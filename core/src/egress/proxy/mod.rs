@@ -38,6 +38,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a connection may wait for the next request, or a body for its next bytes.
     pub idle_timeout: Duration,
+    /// Time a `CONNECT` tunnel may pass no byte in either direction before it is closed.
+    pub tunnel_idle_timeout: Duration,
     /// Maximum size of a request head in bytes; a larger head gets 431.
     pub max_header_bytes: usize,
     /// Time allowed for the TCP connection to an upstream server.
@@ -52,6 +54,7 @@ impl Default for Limits {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(600),
             max_header_bytes: 32 * 1024,
             connect_timeout: Duration::from_secs(10),
             lookup_timeout: Duration::from_secs(5),

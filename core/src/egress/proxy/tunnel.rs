@@ -1,7 +1,8 @@
 //! `CONNECT` tunnels.
 
 use std::io;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -94,24 +95,75 @@ pub(super) async fn run(shared: &Shared, connection: ClientConnection, head: Req
     }
     record.status = Some(200);
 
+    // Relay both ways until both sides closed, or until no byte moved for the idle timeout.
     let (client_read, leftover) = reader.into_parts();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let (sent, received) =
-        tokio::join!(copy(client_read, upstream_write, leftover), copy(upstream_read, writer, Bytes::new()),);
-    record.bytes_sent = sent;
-    record.bytes_received = received;
+    let activity = Activity::new();
+    let relay = async {
+        tokio::join!(
+            copy(client_read, upstream_write, leftover, &activity.sent, &activity),
+            copy(upstream_read, writer, Bytes::new(), &activity.received, &activity),
+        )
+    };
+    tokio::select! {
+        _ = relay => {}
+        () = activity.idle_for(shared.limits.tunnel_idle_timeout) => {
+            tracing::debug!(timeout = ?shared.limits.tunnel_idle_timeout, "idle tunnel closed");
+            record.error_type = Some("tunnel_idle_timeout");
+        }
+    }
+    record.bytes_sent = activity.sent.load(Ordering::Relaxed);
+    record.bytes_received = activity.received.load(Ordering::Relaxed);
     report::decision(&shared.telemetry, &record);
 }
 
+/// Byte counts of a tunnel and the time its last byte moved.
+#[derive(Debug)]
+struct Activity {
+    sent: AtomicU64,
+    received: AtomicU64,
+    started: Instant,
+    /// Milliseconds from `started` to the last byte copied.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    /// Completes once no byte moved for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let last = self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
 /// Copies `first` and then everything `from` yields to `to`, and shuts down `to`'s write side at
-/// the end of stream. Returns the bytes copied.
-async fn copy(from: OwnedReadHalf, mut to: OwnedWriteHalf, first: Bytes) -> u64 {
-    let mut copied = 0u64;
+/// the end of stream. Adds the bytes copied to `copied`.
+async fn copy(from: OwnedReadHalf, mut to: OwnedWriteHalf, first: Bytes, copied: &AtomicU64, activity: &Activity) {
     if !first.is_empty() {
         if to.write_all(&first).await.is_err() {
-            return copied;
+            return;
         }
-        copied += first.len() as u64;
+        copied.fetch_add(first.len() as u64, Ordering::Relaxed);
+        activity.touch();
     }
     drop(first);
 
@@ -126,13 +178,13 @@ async fn copy(from: OwnedReadHalf, mut to: OwnedWriteHalf, first: Bytes) -> u64 
                 if to.write_all(&buffer[..length]).await.is_err() {
                     break;
                 }
-                copied += length as u64;
+                copied.fetch_add(length as u64, Ordering::Relaxed);
+                activity.touch();
             }
             Ok(None) => continue,
         }
     }
     let _ = to.shutdown().await;
-    copied
 }
 
 /// Reads what is ready without waiting: `Ok(None)` when nothing was.
