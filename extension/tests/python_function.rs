@@ -5,55 +5,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use palisade_core::integrity::{self, ScanOptions, Scope};
 use palisade_lambda_emulator::{Config, Emulator, InvokeRequest, ShutdownReason, Status};
 use serde_json::{json, Value};
-use support::{event_names, events_named, python, require_python_module, Receiver, Target};
+use support::{event_names, events_named, python, require_python_module, Layout, Receiver, Target};
 
 const TRACE_HEADER: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
-
-/// A function package and layer laid out as in Lambda, below `root`: `/var/task` and `/opt`.
-struct Layout {
-    dir: tempfile::TempDir,
-}
-
-impl Layout {
-    fn new() -> Self {
-        // Outside /tmp, because the policy lets the function write only there.
-        let dir = tempfile::Builder::new().prefix("palisade-layer-").tempdir_in("/var/tmp").unwrap();
-        let layout = Self { dir };
-        std::fs::create_dir_all(layout.task()).unwrap();
-        std::fs::create_dir_all(layout.opt().join("extensions")).unwrap();
-        std::fs::copy(support::fixture("app.py"), layout.task().join("app.py")).unwrap();
-        std::fs::copy(support::EXTENSION, layout.opt().join("extensions/palisade-extension")).unwrap();
-        std::fs::copy(support::wrap_binary(), layout.opt().join("palisade-wrap")).unwrap();
-        layout
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn task(&self) -> PathBuf {
-        self.root().join("var/task")
-    }
-
-    fn opt(&self) -> PathBuf {
-        self.root().join("opt")
-    }
-
-    /// Records the manifest of `/var/task` and `/opt` outside both trees.
-    fn baseline(&self) -> PathBuf {
-        let scope = Scope::new([PathBuf::from("/var/task"), PathBuf::from("/opt")], Vec::new(), Vec::new()).unwrap();
-        let options = ScanOptions { prefix: Some(self.root().to_owned()), ..ScanOptions::default() };
-        let baseline = integrity::baseline(&scope, &options).unwrap();
-        let path = self.root().join("palisade.manifest");
-        std::fs::write(&path, baseline.manifest.encode()).unwrap();
-        path
-    }
-}
 
 fn policy(layout: &Layout, allowed: &Target) -> PathBuf {
     let text = format!(
@@ -86,37 +44,6 @@ spec:
     path
 }
 
-/// An exec wrapper that runs palisade-wrap under an outer palisade-wrap whose seccomp filter
-/// hides Landlock, as on Lambda's 5.10 kernels.
-fn wrapper_without_landlock(layout: &Layout) -> PathBuf {
-    let outer = layout.root().join("outer.yaml");
-    std::fs::write(
-        &outer,
-        "apiVersion: palisade.dev/v1alpha1
-kind: WorkloadPolicy
-metadata: {name: hide-landlock}
-spec:
-  process: {execute: [/]}
-  filesystem: {read: [/], write: [/]}
-  syscalls: {profiles: [base, python], allow: [seccomp]}
-  network: {unrestrictedTcp: true}
-  scope: {abstractUnixSocket: false, signal: false}
-",
-    )
-    .unwrap();
-    let wrap = layout.opt().join("palisade-wrap");
-    let script = layout.root().join("wrapper-without-landlock");
-    support::write_executable(
-        &script,
-        &format!(
-            "#!/bin/sh\nexec '{wrap}' --policy '{outer}' -- '{wrap}' \"$@\"\n",
-            wrap = wrap.display(),
-            outer = outer.display()
-        ),
-    );
-    script
-}
-
 struct Run {
     outcomes: Vec<Value>,
     spans: Vec<Value>,
@@ -130,6 +57,7 @@ struct Run {
 async fn run_function(landlock: bool) -> Run {
     require_python_module("awslambdaric", "awslambdaric");
     let layout = Layout::new();
+    std::fs::copy(support::fixture("app.py"), layout.task().join("app.py")).unwrap();
     let manifest = layout.baseline();
     // Added after the baseline: an extension the manifest does not know. It is not executable,
     // so the emulator does not start it.
@@ -141,7 +69,8 @@ async fn run_function(landlock: bool) -> Run {
     let policy = policy(&layout, &allowed);
     let outside = layout.task().join("written-outside-tmp.txt");
 
-    let exec_wrapper = if landlock { layout.opt().join("palisade-wrap") } else { wrapper_without_landlock(&layout) };
+    let exec_wrapper =
+        if landlock { layout.opt().join("palisade-wrap") } else { support::wrapper_without_landlock(&layout) };
     let environment: BTreeMap<String, String> = [
         ("PATH", std::env::var("PATH").unwrap_or_default()),
         ("PALISADE_POLICY", policy.display().to_string()),

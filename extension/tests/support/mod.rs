@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use palisade_core::integrity::{self, ScanOptions, Scope};
 use serde_json::Value;
 
 pub const EXTENSION: &str = env!("CARGO_BIN_EXE_palisade-extension");
@@ -266,4 +267,75 @@ pub fn read_all(mut reader: impl Read) -> String {
     let mut text = String::new();
     let _ = reader.read_to_string(&mut text);
     text
+}
+
+/// A function package and layer laid out as in Lambda, below `root`: `/var/task` and `/opt`.
+pub struct Layout {
+    dir: tempfile::TempDir,
+}
+
+impl Layout {
+    pub fn new() -> Self {
+        // Outside /tmp, because the policy lets the function write only there.
+        let dir = tempfile::Builder::new().prefix("palisade-layer-").tempdir_in("/var/tmp").unwrap();
+        let layout = Self { dir };
+        std::fs::create_dir_all(layout.task()).unwrap();
+        std::fs::create_dir_all(layout.opt().join("extensions")).unwrap();
+        std::fs::copy(EXTENSION, layout.opt().join("extensions/palisade-extension")).unwrap();
+        std::fs::copy(wrap_binary(), layout.opt().join("palisade-wrap")).unwrap();
+        layout
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn task(&self) -> PathBuf {
+        self.root().join("var/task")
+    }
+
+    pub fn opt(&self) -> PathBuf {
+        self.root().join("opt")
+    }
+
+    /// Records the manifest of `/var/task` and `/opt` outside both trees.
+    pub fn baseline(&self) -> PathBuf {
+        let scope = Scope::new([PathBuf::from("/var/task"), PathBuf::from("/opt")], Vec::new(), Vec::new()).unwrap();
+        let options = ScanOptions { prefix: Some(self.root().to_owned()), ..ScanOptions::default() };
+        let baseline = integrity::baseline(&scope, &options).unwrap();
+        let path = self.root().join("palisade.manifest");
+        std::fs::write(&path, baseline.manifest.encode()).unwrap();
+        path
+    }
+}
+
+/// An exec wrapper that runs palisade-wrap under an outer palisade-wrap whose seccomp filter
+/// hides Landlock, as on Lambda's 5.10 kernels.
+pub fn wrapper_without_landlock(layout: &Layout) -> PathBuf {
+    let outer = layout.root().join("outer.yaml");
+    std::fs::write(
+        &outer,
+        "apiVersion: palisade.dev/v1alpha1
+kind: WorkloadPolicy
+metadata: {name: hide-landlock}
+spec:
+  process: {execute: [/]}
+  filesystem: {read: [/], write: [/]}
+  syscalls: {profiles: [base, python], allow: [seccomp]}
+  network: {unrestrictedTcp: true}
+  scope: {abstractUnixSocket: false, signal: false}
+",
+    )
+    .unwrap();
+    let wrap = layout.opt().join("palisade-wrap");
+    let script = layout.root().join("wrapper-without-landlock");
+    write_executable(
+        &script,
+        &format!(
+            "#!/bin/sh\nexec '{wrap}' --policy '{outer}' -- '{wrap}' \"$@\"\n",
+            wrap = wrap.display(),
+            outer = outer.display()
+        ),
+    );
+    script
 }
