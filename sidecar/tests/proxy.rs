@@ -365,6 +365,30 @@ fn connection_limit_answers_503() {
 }
 
 #[test]
+fn decisions_and_rejections_counted() {
+    let backend = Backend::start("127.0.0.2");
+    let mut proxy = ProxyProcess::start(&policy(BACKEND_RULE), None, &[]);
+    for _ in 0..2 {
+        assert_eq!(curl(&["-x", &proxy.url(), &backend.url("/")]).0, 200);
+    }
+    assert_eq!(curl(&["-x", &proxy.url(), "http://127.0.0.1:9/"]).0, 403);
+    let bad = raw_request(proxy.address, b"GET /origin-form HTTP/1.1\r\n\r\n");
+    assert_eq!(status_of(&bad), 400, "{bad}");
+
+    let counters = proxy.terminate_and_read_counters();
+
+    let value = |name: &str, key: &str, wanted: &str| {
+        counters
+            .iter()
+            .find(|(counter, attributes, _)| counter == name && attributes[key] == wanted)
+            .map(|entry| entry.2)
+    };
+    assert_eq!(value("palisade.egress.decisions", "palisade.decision", "allow"), Some(2));
+    assert_eq!(value("palisade.egress.decisions", "palisade.decision", "deny"), Some(1));
+    assert_eq!(value("palisade.egress.rejected", "palisade.reason", "bad-request"), Some(1));
+}
+
+#[test]
 fn idle_tunnel_closed_after_timeout() {
     let backend = Backend::start("127.0.0.2");
     let proxy = ProxyProcess::start(&policy(BACKEND_RULE), None, &["--tunnel-idle-timeout", "1s"]);

@@ -317,6 +317,32 @@ impl ProxyProcess {
         }
     }
 
+    /// Stops the proxy with SIGTERM and returns the counter totals it flushed on the way out, as
+    /// `(name, attributes, value)`.
+    pub fn terminate_and_read_counters(&mut self) -> Vec<(String, serde_json::Value, u64)> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "palisade-sidecar exited with {exit} on SIGTERM: {}", self.log());
+
+        let metrics = self
+            .log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["event_name"] == "palisade.metrics")
+            .last()
+            .unwrap_or_else(|| panic!("no palisade.metrics line: {}", self.log()));
+        metrics["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|counter| {
+                let name = counter["name"].as_str().unwrap().to_owned();
+                (name, counter["attributes"].clone(), counter["value"].as_u64().unwrap())
+            })
+            .collect()
+    }
+
     pub fn sighup(&self) {
         let status = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
