@@ -328,9 +328,9 @@ impl ProxyProcess {
         let metrics = self
             .log()
             .lines()
+            .rev()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|line| line["event_name"] == "palisade.metrics")
-            .last()
+            .find(|line| line["event_name"] == "palisade.metrics")
             .unwrap_or_else(|| panic!("no palisade.metrics line: {}", self.log()));
         metrics["counters"]
             .as_array()
