@@ -25,6 +25,9 @@ struct Row {
     status: u16,
     /// Whether the destination must be decided without a DNS query.
     no_lookup: bool,
+    /// Whether the row goes to the proxy whose policy says `default: allow`, so that only the
+    /// special-purpose and spelling checks stand between the request and its destination.
+    open: bool,
 }
 
 /// Sends `request` and returns the response head (up to the blank line, or what arrived
@@ -53,7 +56,11 @@ fn connect(authority: &str) -> String {
 }
 
 fn row(name: &'static str, request: String, status: u16, no_lookup: bool) -> Row {
-    Row { name, request, status, no_lookup }
+    Row { name, request, status, no_lookup, open: false }
+}
+
+fn open_row(name: &'static str, request: String, status: u16, no_lookup: bool) -> Row {
+    Row { name, request, status, no_lookup, open: true }
 }
 
 fn rows(forbidden: u16, allowed: u16, named: u16) -> Vec<Row> {
@@ -64,50 +71,50 @@ fn rows(forbidden: u16, allowed: u16, named: u16) -> Vec<Row> {
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     vec![
         // Special-purpose addresses.
-        row("loopback 127.0.0.1", get(&format!("127.0.0.1:{f}")), 403, true),
-        row("loopback 127.0.0.3", get(&format!("127.0.0.3:{f}")), 403, true),
-        row("loopback connect", connect(&format!("127.0.0.1:{f}")), 403, true),
-        row("loopback ipv6", get(&format!("[::1]:{f}")), 403, true),
-        row("loopback trailing dot", get(&format!("127.0.0.1.:{f}")), 403, true),
-        row("unspecified ipv4", get(&format!("0.0.0.0:{f}")), 403, true),
-        row("unspecified ipv6", get(&format!("[::]:{f}")), 403, true),
-        row("this network", get(&format!("0.1.2.3:{f}")), 403, true),
-        row("rfc1918 10/8", get(&format!("10.0.0.1:{f}")), 403, true),
-        row("rfc1918 172.16/12", get(&format!("172.16.0.1:{f}")), 403, true),
-        row("rfc1918 192.168/16", connect(&format!("192.168.0.1:{f}")), 403, true),
-        row("link-local metadata", get("169.254.169.254:80"), 403, true),
-        row("link-local metadata connect", connect("169.254.169.254:80"), 403, true),
-        row("link-local ipv6", get(&format!("[fe80::1]:{f}")), 403, true),
-        row("ec2 metadata ipv6", get("[fd00:ec2::254]:80"), 403, true),
-        row("unique-local", get(&format!("[fc00::1]:{f}")), 403, true),
-        row("cgnat", get(&format!("100.64.0.1:{f}")), 403, true),
-        row("multicast ipv4", get(&format!("224.0.0.1:{f}")), 403, true),
-        row("multicast ipv6", get(&format!("[ff02::1]:{f}")), 403, true),
-        row("benchmarking", get(&format!("198.18.0.1:{f}")), 403, true),
-        row("reserved 240/4", get(&format!("240.0.0.1:{f}")), 403, true),
-        row("broadcast", get(&format!("255.255.255.255:{f}")), 403, true),
+        open_row("loopback 127.0.0.1", get(&format!("127.0.0.1:{f}")), 403, true),
+        open_row("loopback 127.0.0.3", get(&format!("127.0.0.3:{f}")), 403, true),
+        open_row("loopback connect", connect(&format!("127.0.0.1:{f}")), 403, true),
+        open_row("loopback ipv6", get(&format!("[::1]:{f}")), 403, true),
+        open_row("loopback trailing dot", get(&format!("127.0.0.1.:{f}")), 403, true),
+        open_row("unspecified ipv4", get(&format!("0.0.0.0:{f}")), 403, true),
+        open_row("unspecified ipv6", get(&format!("[::]:{f}")), 403, true),
+        open_row("this network", get(&format!("0.1.2.3:{f}")), 403, true),
+        open_row("rfc1918 10/8", get(&format!("10.0.0.1:{f}")), 403, true),
+        open_row("rfc1918 172.16/12", get(&format!("172.16.0.1:{f}")), 403, true),
+        open_row("rfc1918 192.168/16", connect(&format!("192.168.0.1:{f}")), 403, true),
+        open_row("link-local metadata", get("169.254.169.254:80"), 403, true),
+        open_row("link-local metadata connect", connect("169.254.169.254:80"), 403, true),
+        open_row("link-local ipv6", get(&format!("[fe80::1]:{f}")), 403, true),
+        open_row("ec2 metadata ipv6", get("[fd00:ec2::254]:80"), 403, true),
+        open_row("unique-local", get(&format!("[fc00::1]:{f}")), 403, true),
+        open_row("cgnat", get(&format!("100.64.0.1:{f}")), 403, true),
+        open_row("multicast ipv4", get(&format!("224.0.0.1:{f}")), 403, true),
+        open_row("multicast ipv6", get(&format!("[ff02::1]:{f}")), 403, true),
+        open_row("benchmarking", get(&format!("198.18.0.1:{f}")), 403, true),
+        open_row("reserved 240/4", get(&format!("240.0.0.1:{f}")), 403, true),
+        open_row("broadcast", get(&format!("255.255.255.255:{f}")), 403, true),
         // IPv6 forms carrying an IPv4 address.
-        row("ipv4-mapped loopback", get(&format!("[::ffff:127.0.0.1]:{f}")), 403, true),
-        row("ipv4-mapped metadata", get("[::ffff:169.254.169.254]:80"), 403, true),
-        row("ipv4-compatible", get(&format!("[::127.0.0.1]:{f}")), 403, true),
-        row("ipv4-translated", get(&format!("[::ffff:0:7f00:1]:{f}")), 403, true),
-        row("nat64 loopback", get(&format!("[64:ff9b::7f00:1]:{f}")), 403, true),
-        row("nat64 metadata", get("[64:ff9b::a9fe:a9fe]:80"), 403, true),
-        row("6to4 loopback", get(&format!("[2002:7f00:1::1]:{f}")), 403, true),
-        row("6to4 metadata", get("[2002:a9fe:a9fe::1]:80"), 403, true),
-        row("teredo server", get(&format!("[2001:0:7f00:1::ffff:ffff]:{f}")), 403, true),
-        row("teredo client", get(&format!("[2001:0:4136:e378:8000:63bf:f5ff:fffe]:{f}")), 403, true),
+        open_row("ipv4-mapped loopback", get(&format!("[::ffff:127.0.0.1]:{f}")), 403, true),
+        open_row("ipv4-mapped metadata", get("[::ffff:169.254.169.254]:80"), 403, true),
+        open_row("ipv4-compatible", get(&format!("[::127.0.0.1]:{f}")), 403, true),
+        open_row("ipv4-translated", get(&format!("[::ffff:0:7f00:1]:{f}")), 403, true),
+        open_row("nat64 loopback", get(&format!("[64:ff9b::7f00:1]:{f}")), 403, true),
+        open_row("nat64 metadata", get("[64:ff9b::a9fe:a9fe]:80"), 403, true),
+        open_row("6to4 loopback", get(&format!("[2002:7f00:1::1]:{f}")), 403, true),
+        open_row("6to4 metadata", get("[2002:a9fe:a9fe::1]:80"), 403, true),
+        open_row("teredo server", get(&format!("[2001:0:7f00:1::ffff:ffff]:{f}")), 403, true),
+        open_row("teredo client", get(&format!("[2001:0:4136:e378:8000:63bf:f5ff:fffe]:{f}")), 403, true),
         // Non-canonical IPv4 spellings never reach a resolver.
-        row("short 127.1", get(&format!("127.1:{f}")), 400, true),
-        row("short 127.0.1", get(&format!("127.0.1:{f}")), 400, true),
-        row("hex parts", get(&format!("0x7f.0.0.1:{f}")), 400, true),
-        row("hex integer", get(&format!("0x7f000001:{f}")), 400, true),
-        row("decimal integer", get(&format!("2130706433:{f}")), 400, true),
-        row("octal", get(&format!("0177.0.0.1:{f}")), 400, true),
-        row("leading zero", get(&format!("127.0.0.01:{f}")), 400, true),
-        row("octal integer", get(&format!("017700000001:{f}")), 400, true),
-        row("mixed hex", get(&format!("127.0x0.0.1:{f}")), 400, true),
-        row("connect short", connect(&format!("127.1:{f}")), 400, true),
+        open_row("short 127.1", get(&format!("127.1:{f}")), 400, true),
+        open_row("short 127.0.1", get(&format!("127.0.1:{f}")), 400, true),
+        open_row("hex parts", get(&format!("0x7f.0.0.1:{f}")), 400, true),
+        open_row("hex integer", get(&format!("0x7f000001:{f}")), 400, true),
+        open_row("decimal integer", get(&format!("2130706433:{f}")), 400, true),
+        open_row("octal", get(&format!("0177.0.0.1:{f}")), 400, true),
+        open_row("leading zero", get(&format!("127.0.0.01:{f}")), 400, true),
+        open_row("octal integer", get(&format!("017700000001:{f}")), 400, true),
+        open_row("mixed hex", get(&format!("127.0x0.0.1:{f}")), 400, true),
+        open_row("connect short", connect(&format!("127.1:{f}")), 400, true),
         // Names, resolved by the stub server.
         row("allowed name", get(&format!("api.test:{n}")), 200, false),
         row("name case and dot", get(&format!("API.Test.:{n}")), 200, false),
@@ -264,12 +271,14 @@ fn bypass_table() {
         allowed.address.port()
     );
     let proxy = ProxyProcess::start(&policy(&rules), Some(&dns), &[]);
+    let open_proxy = ProxyProcess::start(&policy("    default: allow\n"), Some(&dns), &[]);
 
     let mut failures = Vec::new();
     for row in rows(port, allowed.address.port(), named.address.port()) {
         let queries_before = dns.queries().len();
 
-        let head = response_head(proxy.address, row.request.as_bytes());
+        let target = if row.open { &open_proxy } else { &proxy };
+        let head = response_head(target.address, row.request.as_bytes());
 
         let status = status_of(&head);
         if status != row.status {
@@ -288,5 +297,12 @@ fn bypass_table() {
         }
     }
 
-    assert!(failures.is_empty(), "{} rows failed:\n{}\n{}", failures.len(), failures.join("\n"), proxy.log());
+    assert!(
+        failures.is_empty(),
+        "{} checks failed:\n{}\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        proxy.log(),
+        open_proxy.log()
+    );
 }
