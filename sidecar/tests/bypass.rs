@@ -25,8 +25,8 @@ struct Row {
     status: u16,
     /// Whether the destination must be decided without a DNS query.
     no_lookup: bool,
-    /// Whether the row goes to the proxy whose policy says `default: allow`, so that only the
-    /// special-purpose and spelling checks stand between the request and its destination.
+    /// Whether the row goes to the proxy whose policy has `default: allow`, so that only the
+    /// special-purpose and spelling checks are between the request and its destination.
     open: bool,
 }
 
