@@ -3,7 +3,7 @@
 //! be decided without DNS, it also checks that the stub DNS server saw no query.
 //!
 //! The table runs inside a new network namespace that has only a loopback interface, so a proxy
-//! that wrongly dialled 169.254.169.254 or 10.0.0.1 would reach nothing (and answer 502, which
+//! that wrongly dialled 169.254.169.254 or 10.0.0.1 would reach nothing (and return 502, which
 //! fails the row).
 
 mod common;
