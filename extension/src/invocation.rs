@@ -28,7 +28,7 @@ pub const CLOUD_RESOURCE_ID: &str = "cloud.resource_id";
 /// Maximum security events kept per invoke; more are counted in [`EVENTS_DROPPED`].
 const MAX_EVENTS_PER_INVOKE: usize = 1_000;
 
-/// What the INVOKE event says about an invoke.
+/// The fields of an INVOKE event that its span uses.
 #[derive(Debug, Clone)]
 pub struct InvokeStart {
     pub request_id: String,

@@ -130,7 +130,7 @@ fn logs(emulator: &Emulator) -> String {
     format!("{:#?}", emulator.logs())
 }
 
-fn span_for<'a>(run: &'a Run, index: usize) -> &'a Value {
+fn span_for(run: &Run, index: usize) -> &Value {
     let id = &run.request_ids[index];
     run.spans
         .iter()
@@ -216,7 +216,7 @@ async fn python_function_without_landlock() {
 
     assert_common(&run);
 
-    // Without Landlock the write and the subprocess cannot be blocked: policy.applied says so,
+    // Without Landlock the write and the subprocess cannot be blocked: policy.applied reports that,
     // and the extension reports the process start.
     let applied: Vec<&Value> =
         run.logs.iter().filter(|record| record["event_name"] == "palisade.policy.applied").collect();

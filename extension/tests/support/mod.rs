@@ -76,7 +76,7 @@ pub fn write_executable(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// An HTTP server on a loopback address that answers every request with `200 ok` and counts them.
+/// An HTTP server on a loopback address that responds to every request with `200 ok` and counts them.
 pub struct Target {
     pub url: String,
     pub hits: Arc<AtomicUsize>,

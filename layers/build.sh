@@ -1,0 +1,70 @@
+#!/bin/sh
+# Builds the Palisade Lambda layer zip: extensions/palisade-extension, palisade-wrap and
+# palisade/policy.yaml, with static-pie glibc binaries that run on Amazon Linux 2 and 2023.
+#
+# Usage: layers/build.sh [OUTPUT_DIR]   (default: layers/dist)
+# Writes OUTPUT_DIR/palisade-layer-x86_64.zip, and palisade-layer-arm64.zip when the
+# aarch64-unknown-linux-gnu target and a cross linker are installed.
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+output=${1:-"$repo/layers/dist"}
+target_dir=${CARGO_TARGET_DIR:-"$repo/target"}
+mkdir -p "$output"
+output=$(cd "$output" && pwd)
+
+# Writes a zip of directory $1 to $2, keeping the executable bits.
+make_zip() {
+    rm -f "$2"
+    if command -v zip >/dev/null 2>&1; then
+        (cd "$1" && zip -q -r -X "$2" .)
+    elif command -v python3 >/dev/null 2>&1; then
+        python3 - "$1" "$2" <<'PYTHON'
+import os, sys, zipfile
+root, archive = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as output:
+    for directory, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            path = os.path.join(directory, name)
+            info = zipfile.ZipInfo.from_file(path, os.path.relpath(path, root))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(path, "rb") as data:
+                output.writestr(info, data.read())
+PYTHON
+    else
+        echo "layers/build.sh: neither zip nor python3 is installed; install one (apt-get install zip)" >&2
+        exit 1
+    fi
+}
+
+# Builds the layer for Rust target $1 and writes palisade-layer-$2.zip.
+build_layer() {
+    rust_target=$1
+    layer_arch=$2
+    # An explicit --target keeps +crt-static off build scripts and proc macros, which must stay
+    # dynamic; the binaries become static-pie glibc executables with no runtime dependency.
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked \
+        --manifest-path "$repo/Cargo.toml" --target "$rust_target" \
+        -p palisade-extension -p palisade-wrap
+
+    staging=$(mktemp -d)
+    trap 'rm -rf "$staging"' EXIT
+    mkdir -p "$staging/extensions" "$staging/palisade"
+    install -m 0755 "$target_dir/$rust_target/release/palisade-extension" "$staging/extensions/palisade-extension"
+    install -m 0755 "$target_dir/$rust_target/release/palisade-wrap" "$staging/palisade-wrap"
+    install -m 0644 "$repo/layers/policy.yaml" "$staging/palisade/policy.yaml"
+    make_zip "$staging" "$output/palisade-layer-$layer_arch.zip"
+    rm -rf "$staging"
+    trap - EXIT
+    echo "built $output/palisade-layer-$layer_arch.zip ($(wc -c <"$output/palisade-layer-$layer_arch.zip") bytes)"
+}
+
+build_layer x86_64-unknown-linux-gnu x86_64
+
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    echo "skipping arm64: the aarch64-unknown-linux-gnu Rust target is not installed (rustup target add aarch64-unknown-linux-gnu)" >&2
+elif ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then
+    echo "skipping arm64: no aarch64-linux-gnu-gcc linker (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)" >&2
+else
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc build_layer aarch64-unknown-linux-gnu arm64
+fi
