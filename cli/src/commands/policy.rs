@@ -118,6 +118,11 @@ fn summary(loaded: &LoadedPolicy) -> String {
         list(spec.syscalls.deny.iter().map(ToString::to_string).collect()),
         spec.syscalls.default_errno
     );
+    let _ = writeln!(
+        text,
+        "  syscall supervision: {}",
+        if spec.syscalls.supervise { "on, calls outside the allow-list are reported" } else { "off" }
+    );
     if spec.network.unrestricted_tcp {
         let _ = writeln!(text, "  tcp: unrestricted");
     } else {
@@ -278,6 +283,12 @@ fn explanation(policy: &Policy, prepared: &Prepared, report: &palisade_core::enf
         "seccomp: {} — {} system calls allowed, others fail with {}; filter length {} instructions",
         report.seccomp_status, report.syscalls_allowed, report.default_errno, report.seccomp_filter_length
     );
+    if report.seccomp_supervised {
+        let _ = writeln!(
+            text,
+            "  supervised: a supervisor process responds to each call outside the allow-list and reports it"
+        );
+    }
     if prepared.seccomp.clone_restricted {
         let _ =
             writeln!(text, "  clone is allowed only without namespace flags; clone3 fails so libc falls back to clone");

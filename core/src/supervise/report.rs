@@ -79,6 +79,8 @@ impl Reporter {
         }
         let now = Instant::now();
         let key = (notification.tid, notification.nr);
+        // NOTE: /proc is read once per (thread, system call); if the thread executes another
+        // program, later counts of the same call still name the first executable.
         let entry = self.entries.entry(key).or_insert_with(|| Entry {
             process: process(),
             nr: notification.nr,
