@@ -191,6 +191,11 @@ impl Tracker {
         self.sink.flush(timeout)
     }
 
+    /// Whether no span waits for export.
+    pub fn export_idle(&self) -> bool {
+        self.sink.is_idle()
+    }
+
     pub fn shutdown(&self, timeout: Duration) -> bool {
         self.sink.shutdown(timeout)
     }

@@ -97,9 +97,14 @@ async fn serve(api: &ExtensionsApi, tracker: &Tracker, flush_timeout: Duration) 
                 tracker.begin(InvokeStart { request_id, function_arn: invoked_function_arn, context });
 
                 // Spans of earlier invokes whose report has arrived go out before `/next`, because
-                // the environment may be frozen right after it; the wait is bounded.
-                if !tracker.flush(flush_timeout) {
-                    tracing::debug!("span export still running; continuing");
+                // the environment may be frozen right after it. The wait is bounded and runs off
+                // this thread, so that the proxy keeps serving the function meanwhile.
+                if !tracker.export_idle() {
+                    let exporting = tracker.clone();
+                    let drained = tokio::task::spawn_blocking(move || exporting.flush(flush_timeout)).await;
+                    if !drained.unwrap_or(false) {
+                        tracing::debug!("span export still running; continuing");
+                    }
                 }
             }
             NextEvent::Shutdown { shutdown_reason, deadline_ms } => {

@@ -144,6 +144,12 @@ impl SpanSink {
         true
     }
 
+    /// Whether nothing is queued or being exported, checked without waiting.
+    pub fn is_idle(&self) -> bool {
+        let queue = self.shared.lock();
+        queue.closed || (!queue.exporting && queue.spans.is_empty())
+    }
+
     /// Flushes, then stops the export thread.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let drained = self.flush(timeout);
