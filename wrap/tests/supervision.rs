@@ -186,3 +186,24 @@ fn command_starts_without_child_processes() {
     assert_eq!(run.stdout.trim(), "[]", "{}", run.stderr);
     assert!(run.event("palisade.policy.applied")["body"].as_str().unwrap().contains("supervised"));
 }
+
+#[test]
+fn denied_shell_call_is_reported() {
+    let policy = support::policy(
+        "  process: {execute: [/usr/bin/dash, /bin/dash]}\n  filesystem: {read: [/usr, /lib, /lib64, /etc]}\n  syscalls: {profiles: [base], deny: [getppid], defaultErrno: EPERM}\n",
+    );
+
+    let run = support::wrap(&policy.path, &["/bin/dash", "-c", "echo $PPID"]);
+
+    let applied = run.event("palisade.policy.applied");
+    let denied = events_named(&run, "palisade.syscall.denied");
+    let getppid = denied
+        .iter()
+        .find(|event| event["attributes"]["palisade.syscall.name"] == "getppid")
+        .unwrap_or_else(|| panic!("no denied getppid in {}", run.stderr));
+    assert_eq!(getppid["attributes"]["process.pid"], applied["attributes"]["process.pid"]);
+    assert!(getppid["attributes"]["process.executable.path"].as_str().unwrap().ends_with("dash"));
+    assert_eq!(getppid["attributes"]["palisade.seccomp.default_errno"], "EPERM");
+    // glibc's getppid wrapper returns -1 for the failed call, and dash prints it as $PPID.
+    assert_eq!(run.stdout.trim(), "-1", "{}", run.stderr);
+}
