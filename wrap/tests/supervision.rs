@@ -105,7 +105,7 @@ fn plain_mode_answers_in_the_kernel_without_events() {
     assert!(!run.event("palisade.policy.applied")["body"].as_str().unwrap().contains("supervised"));
 }
 
-/// The supervisor of the workload with pid `workload`, found by its command line.
+/// Finds the supervisor of the workload with pid `workload` by its command line.
 fn supervisor_of(workload: u32) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
