@@ -44,28 +44,28 @@ pub async fn run(runtime_api: String, name: String) -> Result<Exit, ApiError> {
     let api = ExtensionsApi::register(&runtime_api, &name).await?;
     tracing::info!(function = %api.function_name, "registered");
 
-    let config = Config::from_env();
-    let protection = match config.as_ref().map_err(clone_error).and_then(|config| setup(config, &api, &name)) {
-        Ok(protection) => protection,
-        Err((error, failure_mode)) => match failure_mode {
-            FailureMode::Closed => {
-                tracing::error!(%error, error_type = error.error_type(), "configuration error; failing the init (failureMode: closed)");
-                api.init_error(&error).await?;
-                return Ok(Exit::InitFailed);
-            }
-            FailureMode::Open => {
-                tracing::error!(%error, error_type = error.error_type(), "configuration error; the function runs unprotected (failureMode: open)");
-                unprotected(&api)?
-            }
-        },
+    // Without valid settings nothing is known about the policy either, so the init fails.
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            report_closed(&api, &error).await?;
+            return Ok(Exit::InitFailed);
+        }
     };
-    let scan_interval = config.as_ref().map_or(Duration::from_millis(5), |config| config.process_scan);
-    let flush_timeout = config.as_ref().map_or(Duration::from_millis(50), |config| config.flush_timeout);
-    let telemetry_address =
-        config.as_ref().map_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)), Config::telemetry_address);
+    let protection = match setup(&config, &api, &name) {
+        Ok(protection) => protection,
+        Err((error, FailureMode::Closed)) => {
+            report_closed(&api, &error).await?;
+            return Ok(Exit::InitFailed);
+        }
+        Err((error, FailureMode::Open)) => {
+            tracing::error!(%error, error_type = error.error_type(), "configuration error; the function runs unprotected (failureMode: open)");
+            unprotected(&api)
+        }
+    };
 
     // The Telemetry API subscription must happen during init, before the first `/next`.
-    let (bound, mut platform_events) = listener::start(telemetry_address).await?;
+    let (bound, mut platform_events) = listener::start(config.telemetry_address()).await?;
     api.subscribe_telemetry(&format!("http://sandbox.localdomain:{}/", bound.port())).await?;
     let tracker = protection.tracker.clone();
     tokio::spawn(async move {
@@ -82,9 +82,9 @@ pub async fn run(runtime_api: String, name: String) -> Result<Exit, ApiError> {
             }
         });
     }
-    tokio::spawn(processes::watch(protection.tracker.clone(), protection.execute, scan_interval));
+    tokio::spawn(processes::watch(protection.tracker.clone(), protection.execute, config.process_scan));
 
-    serve(&api, &protection.tracker, flush_timeout).await
+    serve(&api, &protection.tracker, config.flush_timeout).await
 }
 
 /// Handles events until SHUTDOWN.
@@ -199,13 +199,14 @@ fn start_proxy(config: &Config, loaded: &LoadedPolicy, telemetry: Telemetry) -> 
 
 /// The state of a function running unprotected: spans still go out, to stderr when the span
 /// sink itself was the problem.
-fn unprotected(api: &ExtensionsApi) -> Result<Protection, ApiError> {
+fn unprotected(api: &ExtensionsApi) -> Protection {
     let resource = Resource::detect("palisade-extension");
     let sink = SpanSink::json_lines(&resource, std::io::stderr(), 256);
-    Ok(Protection { tracker: Tracker::new(sink, None, api.function_name.clone()), execute: None, integrity: None })
+    Protection { tracker: Tracker::new(sink, None, api.function_name.clone()), execute: None, integrity: None }
 }
 
-fn clone_error(error: &ConfigError) -> (ConfigError, FailureMode) {
-    let error = ConfigError::Variable { variable: "environment", value: String::new(), reason: error.to_string() };
-    (error, FailureMode::Closed)
+/// Logs a configuration error and reports it through `/extension/init/error`.
+async fn report_closed(api: &ExtensionsApi, error: &ConfigError) -> Result<(), ApiError> {
+    tracing::error!(%error, error_type = error.error_type(), "configuration error; failing the init (failureMode: closed)");
+    api.init_error(error).await
 }
