@@ -96,10 +96,11 @@ async fn serve(api: &ExtensionsApi, tracker: &Tracker, flush_timeout: Duration) 
                 tracing::debug!(%request_id, "invoke");
                 tracker.begin(InvokeStart { request_id, function_arn: invoked_function_arn, context });
 
-                // Spans of earlier invokes whose report has arrived go out before `/next`, because
-                // the environment may be frozen right after it. The wait is bounded and runs off
-                // this thread, so that the proxy keeps serving the function meanwhile.
-                if !tracker.export_idle() {
+                // Spans of earlier invokes are already exporting on their own thread. With a flush
+                // timeout the extension also waits for them before `/next`, because the environment
+                // may be frozen right after it; the wait runs off this thread, so that the proxy
+                // keeps serving the function meanwhile.
+                if !flush_timeout.is_zero() && !tracker.export_idle() {
                     let exporting = tracker.clone();
                     let drained = tokio::task::spawn_blocking(move || exporting.flush(flush_timeout)).await;
                     if !drained.unwrap_or(false) {
