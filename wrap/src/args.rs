@@ -83,8 +83,9 @@ pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Parsed, WrapError> 
                 learn = Some(PathBuf::from(value));
             }
             _ => match text.strip_prefix("--policy=") {
-                Some(value) if !value.is_empty() => policy = Some(PathBuf::from(value)),
-                _ => return Err(WrapError::Usage(format!("unknown option {text:?}; see palisade-wrap --help"))),
+                Some("") => return Err(WrapError::Usage("--policy needs a file path".into())),
+                Some(value) => policy = Some(PathBuf::from(value)),
+                None => return Err(WrapError::Usage(format!("unknown option {text:?}; see palisade-wrap --help"))),
             },
         }
     }

@@ -64,8 +64,15 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
     if let Some(prepared) = prepared {
         // The event goes out before the filter is installed, so that exporting it is not subject
         // to the workload's own allow-lists; prepare already settled what apply puts in force.
-        telemetry.emit(prepared.report().to_event(&loaded, &command_args));
-        let _ = telemetry.shutdown(timeout);
+        let event = prepared.report().to_event(&loaded, &command_args);
+        telemetry.emit(event.clone());
+        // NOTE: the OpenTelemetry SDK reports a failed export (an unreachable collector) only through
+        // its internal log, so shutdown returns Ok and this fallback covers exporter errors alone.
+        if let Err(error) = telemetry.shutdown(timeout) {
+            // The event must not be lost with the exporter: it goes to stderr instead.
+            eprintln!("palisade-wrap: {error}; writing the event to stderr");
+            Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr()).emit(event);
+        }
 
         if let Err(error) = apply(prepared, supervisor) {
             let stderr = Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr());

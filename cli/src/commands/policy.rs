@@ -79,6 +79,13 @@ fn check(file: PathBuf, json: bool) -> ExitCode {
         Err(code) => return code,
     };
 
+    // The allow-list is compiled too, because some policies parse but cannot be enforced
+    // anywhere (execve denied, for example).
+    if let Err(error) = SeccompPlan::build(&loaded.policy.spec.syscalls, loaded.policy.spec.mode) {
+        eprintln!("palisade: {}: {error}", file.display());
+        return ExitCode::from(EXIT_INVALID);
+    }
+
     if json {
         let document = serde_json::json!({"hash": loaded.hash, "policy": loaded.policy});
         println!("{}", serde_json::to_string_pretty(&document).expect("policies serialise"));

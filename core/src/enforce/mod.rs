@@ -4,7 +4,7 @@
 //! compiled) and applied second, so that a policy the kernel rejects fails before anything is
 //! applied and the report describes exactly what the apply step puts in force.
 
-mod elf;
+pub(crate) mod elf;
 pub mod landlock;
 mod profiles;
 mod report;

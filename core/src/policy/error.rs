@@ -7,6 +7,12 @@ pub enum PolicyError {
     #[error("cannot read policy {}: {source}; check the path and its permissions", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 
+    #[error("policy {} is {size} bytes; the maximum is {max} bytes", path.display(), max = super::MAX_POLICY_BYTES)]
+    TooLarge { path: PathBuf, size: u64 },
+
+    #[error("policy {} is not UTF-8 text (invalid byte at offset {offset}); save it as UTF-8", path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
+
     #[error("{}:{line}:{column}: {message}", path.display())]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
 

@@ -37,6 +37,15 @@ pub const POLICY_ENV: &str = "PALISADE_POLICY";
 pub const DEFAULT_POLICY_PATHS: [&str; 3] =
     ["/var/task/palisade.yaml", "/opt/palisade/policy.yaml", "/etc/palisade/policy.yaml"];
 
+/// Largest policy file accepted, in bytes; real policies are a few kilobytes.
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+/// Deepest nesting of flow sequences and mappings accepted; the format itself needs four levels.
+const MAX_FLOW_DEPTH: usize = 32;
+
+/// Longest `metadata.name`, as for a DNS name.
+const MAX_NAME_LENGTH: usize = 253;
+
 /// A parsed and validated workload policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -117,6 +126,9 @@ pub struct LoadedPolicy {
 impl Policy {
     /// Parses a policy document; `origin` names it in error messages.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self, PolicyError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        check_flow_depth(text, origin)?;
+
         let policy: Policy = serde_yaml_ng::from_str(text).map_err(|error| PolicyError::from_yaml(origin, &error))?;
         policy.check_rules(origin)?;
         Ok(policy)
@@ -139,6 +151,17 @@ impl Policy {
 
     /// Checks rules that span several values, after every value parsed.
     fn check_rules(&self, origin: &Path) -> Result<(), PolicyError> {
+        let name = &self.metadata.name;
+        if name.len() > MAX_NAME_LENGTH || name.chars().any(char::is_control) {
+            return Err(PolicyError::Rule {
+                path: origin.to_owned(),
+                message: format!(
+                    "metadata.name must be at most {MAX_NAME_LENGTH} bytes without control characters; it is {} bytes",
+                    name.len()
+                ),
+            });
+        }
+
         let egress = &self.spec.egress;
         let rules =
             egress.allow.iter().map(|rule| ("allow", rule)).chain(egress.deny.iter().map(|rule| ("deny", rule)));
@@ -168,10 +191,56 @@ impl EgressRule {
 
 /// Reads and parses a policy file.
 pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_owned(), source })?;
+    let read_error = |source| PolicyError::Read { path: path.to_owned(), source };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge { path: path.to_owned(), size });
+    }
+
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|error| PolicyError::NotUtf8 { path: path.to_owned(), offset: error.utf8_error().valid_up_to() })?;
     let policy = Policy::from_yaml(&text, path)?;
     let hash = policy.hash();
     Ok(LoadedPolicy { policy, source: path.to_owned(), hash })
+}
+
+/// Rejects flow collections (`[...]`, `{...}`) nested deeper than [`MAX_FLOW_DEPTH`] before the
+/// YAML parser sees them, because its cost grows with the square of the depth.
+fn check_flow_depth(text: &str, origin: &Path) -> Result<(), PolicyError> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut in_comment = false;
+    let (mut line, mut column) = (1usize, 0usize);
+
+    for character in text.chars() {
+        column += 1;
+        if character == '\n' {
+            (line, column, in_comment) = (line + 1, 0, false);
+            continue;
+        }
+        match (quote, character) {
+            _ if in_comment => {}
+            (Some(open), _) if character == open => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(character),
+            (None, '#') => in_comment = true,
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_FLOW_DEPTH {
+            return Err(PolicyError::Parse {
+                path: origin.to_owned(),
+                line,
+                column,
+                message: format!(
+                    "collections are nested more than {MAX_FLOW_DEPTH} levels deep; a policy needs at most four"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Finds the policy file: the explicit path, then `PALISADE_POLICY`, then the first of

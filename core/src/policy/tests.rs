@@ -135,3 +135,42 @@ fn supervision_defaults_on_and_can_be_turned_off() {
     let (_, _, message) = parse_error(&FULL.replace("defaultErrno: ENOSYS}", "defaultErrno: ENOSYS, supervise: yes}"));
     assert!(message.contains("supervise"), "{message}");
 }
+
+#[test]
+fn deep_flow_nesting_rejected_quickly() {
+    let nested = format!(
+        "apiVersion: palisade.dev/v1alpha1\nkind: WorkloadPolicy\nspec:\n  process: {{execute: {}{}}}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+
+    let (line, _, message) = parse_error(&nested);
+
+    assert_eq!(line, 4);
+    assert!(message.contains("nested more than"), "{message}");
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    let policy = parse(&format!("\u{feff}{FULL}")).unwrap();
+    assert_eq!(policy.name(), "orders-api");
+}
+
+#[test]
+fn long_name_rejected() {
+    let text = FULL.replace("name: orders-api", &format!("name: {}", "n".repeat(300)));
+    let error = parse(&text).unwrap_err();
+    assert!(error.to_string().contains("metadata.name must be at most 253 bytes"), "{error}");
+}
+
+#[test]
+fn oversized_and_binary_files_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("large.yaml");
+    std::fs::write(&large, vec![b'#'; MAX_POLICY_BYTES as usize + 1]).unwrap();
+    let binary = dir.path().join("binary.yaml");
+    std::fs::write(&binary, b"apiVersion: \xff\n").unwrap();
+
+    assert!(matches!(load(&large), Err(PolicyError::TooLarge { .. })));
+    assert!(matches!(load(&binary), Err(PolicyError::NotUtf8 { offset: 12, .. })));
+}

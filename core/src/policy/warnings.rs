@@ -27,7 +27,8 @@ const INTERPRETERS: [&str; 16] = [
 ];
 
 /// System calls that let a confined program escape or inspect other processes.
-const DANGEROUS_SYSCALLS: [&str; 14] = [
+const DANGEROUS_SYSCALLS: [&str; 15] = [
+    "memfd_create",
     "ptrace",
     "process_vm_writev",
     "process_vm_readv",
@@ -75,6 +76,22 @@ pub fn weakening_rules(policy: &Policy) -> Vec<Warning> {
                     format!("{path} is also writable through {write}: the workload can write a program and run it"),
                 );
             }
+        }
+    }
+
+    // Landlock checks execve, not executable mappings, so the loader of an allowed dynamic
+    // executable, granted execute implicitly, can run any file the workload wrote.
+    if !spec.filesystem.write.is_empty() {
+        let executables = spec.process.execute.iter().map(PolicyPath::as_path);
+        for loader in crate::enforce::elf::interpreters_of(executables) {
+            warn(
+                "spec.process.execute".into(),
+                format!(
+                    "the dynamic loader {} is granted execute for the listed executables, and with writable paths the workload can run any file it writes as `{} FILE`; prefer statically linked programs or keep written files out of reach",
+                    loader.display(),
+                    loader.display()
+                ),
+            );
         }
     }
 

@@ -68,6 +68,8 @@ impl Telemetry {
             return Ok(Self::json_lines(resource, std::io::stderr()));
         }
 
+        validate_endpoints()?;
+
         #[cfg(feature = "otlp")]
         {
             let exporter = otlp::OtlpExporter::from_env(&resource, export_timeout)?;
@@ -114,6 +116,31 @@ impl Telemetry {
     pub fn shutdown(&self, timeout: Duration) -> Result<(), TelemetryError> {
         self.exporter.shutdown(&self.resource, timeout)
     }
+}
+
+/// Checks every OTLP endpoint variable that is set, because the SDK replaces an endpoint it
+/// cannot parse with its default (http://localhost:4318) without saying so.
+fn validate_endpoints() -> Result<(), TelemetryError> {
+    let variables = ENDPOINT_VARIABLES
+        .iter()
+        .chain(["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"].iter());
+    for name in variables {
+        let Some(endpoint) = std::env::var(name).ok().filter(|value| !value.is_empty()) else { continue };
+        let rest = endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://"));
+        let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        match host {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {}
+            _ => {
+                return Err(TelemetryError::InvalidEndpoint {
+                    endpoint,
+                    reason: format!(
+                        "{name} must be an http:// or https:// URL with a host, such as http://127.0.0.1:4318"
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether an OTLP endpoint variable is set to a non-empty value.
