@@ -117,7 +117,7 @@ fn apply(prepared: Prepared, supervisor: Option<Supervisor>) -> Result<(), Enfor
     handed_over.map_err(|error| EnforceError::SeccompInstall(error.to_string()))
 }
 
-/// Reports an enforcement failure; returns the error unless the policy says to fail open.
+/// Reports an enforcement failure and returns the error, unless the policy sets `failureMode: open`.
 fn fail(
     telemetry: &Telemetry,
     loaded: &LoadedPolicy,

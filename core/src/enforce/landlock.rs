@@ -112,11 +112,11 @@ impl LandlockPlan {
     /// kernel ruleset here, so that applying it later cannot fail on a rule.
     pub fn prepare(spec: &Spec, availability: Availability) -> Result<Self, EnforceError> {
         let abi = availability.abi();
-        let wanted = wanted_rights(spec);
+        let requested = requested_rights(spec);
         let enforced: Vec<&'static str> =
-            wanted.iter().filter(|right| right.since <= abi).map(|right| right.name).collect();
+            requested.iter().filter(|right| right.since <= abi).map(|right| right.name).collect();
         let degraded: Vec<&'static str> =
-            wanted.iter().filter(|right| right.since > abi).map(|right| right.name).collect();
+            requested.iter().filter(|right| right.since > abi).map(|right| right.name).collect();
 
         let mut plan = Self {
             availability,
@@ -215,7 +215,7 @@ impl LandlockPlan {
 }
 
 /// The rights the policy asks Landlock to restrict, on the newest known ABI.
-fn wanted_rights(spec: &Spec) -> Vec<&'static Right> {
+fn requested_rights(spec: &Spec) -> Vec<&'static Right> {
     RIGHTS
         .iter()
         .filter(|right| match right.kind {

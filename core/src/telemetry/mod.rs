@@ -61,7 +61,7 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Builds the exporter the environment asks for: OTLP when an endpoint variable is set,
+    /// Builds the exporter the environment selects: OTLP when an endpoint variable is set,
     /// otherwise JSON lines on stderr. `export_timeout` bounds each OTLP request.
     pub fn from_env(resource: Resource, export_timeout: Duration) -> Result<Self, TelemetryError> {
         if !otlp_endpoint_configured() {
