@@ -168,6 +168,13 @@ async fn runtime_api_rejects_invalid_calls() {
     assert_eq!(outcome.status, Status::Success);
     // An oversized response becomes an error for the caller.
     let big = emulator.invoke(InvokeRequest::new(r#"{"big":6291457}"#)).await.expect("invoke");
+
+    // The runtime journals the 413 reply after the emulator has already settled the invoke, so
+    // wait for that entry before shutdown stops the runtime.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while workspace.journal_of("runtime", "posted").len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     emulator.shutdown(ShutdownReason::Spindown).await.expect("shutdown");
 
     let posted = workspace.journal_of("runtime", "posted");
