@@ -4,7 +4,7 @@
 mod common;
 
 use common::{curl, fixture, Workspace};
-use palisade_lambda_emulator::{Emulator, InvokeRequest, ShutdownReason, Status};
+use palisade_lambda_emulator::{Config, Emulator, InvokeRequest, ShutdownReason, Status};
 use serde_json::{json, Value};
 
 fn assert_error(response: (u16, Value), status: u16, error_type: &str) {
@@ -154,7 +154,10 @@ async fn extensions_api_rejects_invalid_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_api_rejects_invalid_calls() {
     let workspace = Workspace::new();
-    let emulator = Emulator::start(workspace.config()).await.expect("start emulator");
+    // The runtime journals each reply after the emulator settles the invoke; without a freeze
+    // between invokes it can finish writing before shutdown.
+    let config = Config { freeze: false, ..workspace.config() };
+    let emulator = Emulator::start(config).await.expect("start emulator");
     let base = format!("http://{}/2018-06-01/runtime", emulator.runtime_api());
 
     assert_error(curl(&["-d", "{}", &format!("{base}/invocation/no-such-id/response")]), 400, "InvalidRequestID");
@@ -169,8 +172,7 @@ async fn runtime_api_rejects_invalid_calls() {
     // An oversized response becomes an error for the caller.
     let big = emulator.invoke(InvokeRequest::new(r#"{"big":6291457}"#)).await.expect("invoke");
 
-    // The runtime journals the 413 reply after the emulator has already settled the invoke, so
-    // wait for that entry before shutdown stops the runtime.
+    // Wait for the 413 reply's journal entry before shutdown stops the runtime.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while workspace.journal_of("runtime", "posted").len() < 2 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
