@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start-up cost of palisade-wrap: `/bin/true` alone, under palisade-wrap, and under bwrap with
+# Start-up cost of palisade-wrap: `/bin/true` alone, under palisade-wrap (plain seccomp filter, and
+# with the seccomp supervisor process), and under bwrap with
 # comparable confinement (read-only system directories, new namespaces, no network, and the same
 # seccomp filter, exported with `palisade policy compile`), measured side by side by hyperfine.
 #
@@ -32,7 +33,8 @@ bwrap_command="bwrap --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/li
 
 hyperfine --warmup 50 --runs "$runs" --export-json "$here/results.json" \
     --command-name '/bin/true' '/bin/true' \
-    --command-name 'palisade-wrap' "$wrap --policy $here/policy.yaml -- /usr/bin/true" \
+    --command-name 'palisade-wrap' "$wrap --policy $here/policy-plain.yaml -- /usr/bin/true" \
+    --command-name 'palisade-wrap (supervised)' "$wrap --policy $here/policy.yaml -- /usr/bin/true" \
     --command-name 'bwrap' "$bwrap_command" >&2
 
 python3 - "$here/results.json" "$runs" <<'PY'
@@ -41,12 +43,13 @@ results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 base = results["/bin/true"]["median"]
 print(f"| command | median (ms) | added over /bin/true (ms) | ratio to /bin/true |")
 print(f"|---|---|---|---|")
-for name in ["/bin/true", "palisade-wrap", "bwrap"]:
+for name in ["/bin/true", "palisade-wrap", "palisade-wrap (supervised)", "bwrap"]:
     median = results[name]["median"]
     print(f"| {name} | {median * 1000:.3f} | {(median - base) * 1000:.3f} | {median / base:.2f} |")
 wrap = results["palisade-wrap"]["median"] - base
+supervised = results["palisade-wrap (supervised)"]["median"] - base
 bwrap = results["bwrap"]["median"] - base
 print()
-print(f"palisade-wrap adds {wrap * 1000:.3f} ms at the median, bwrap {bwrap * 1000:.3f} ms "
-      f"(bwrap/palisade added-time ratio {bwrap / wrap:.1f}), {sys.argv[2]} runs each")
+print(f"palisade-wrap adds {wrap * 1000:.3f} ms at the median ({supervised * 1000:.3f} ms supervised), "
+      f"bwrap {bwrap * 1000:.3f} ms; bwrap/palisade added-time ratio {bwrap / wrap:.1f}, {sys.argv[2]} runs each")
 PY
