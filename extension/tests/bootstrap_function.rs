@@ -100,6 +100,7 @@ spec:
 }
 
 async fn bootstrap_function(landlock: bool) {
+    let _sandbox = support::SANDBOX.lock().await;
     let layout = Layout::new();
     let function = layout.task().join("function");
     std::fs::copy(std::env::current_exe().unwrap(), &function).unwrap();

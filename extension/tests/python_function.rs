@@ -55,6 +55,7 @@ struct Run {
 }
 
 async fn run_function(landlock: bool) -> Run {
+    let _sandbox = support::SANDBOX.lock().await;
     require_python_module("awslambdaric", "awslambdaric");
     let layout = Layout::new();
     std::fs::copy(support::fixture("app.py"), layout.task().join("app.py")).unwrap();

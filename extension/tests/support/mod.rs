@@ -339,3 +339,8 @@ spec:
     );
     script
 }
+
+/// Serialises the end-to-end functions within one test binary. Each runs a whole sandbox (the
+/// emulator, the extension, the runtime and their servers), and two at once on a small machine
+/// can exceed the emulator's init and invoke time limits.
+pub static SANDBOX: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
