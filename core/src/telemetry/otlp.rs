@@ -55,11 +55,16 @@ impl std::fmt::Debug for OtlpExporter {
     }
 }
 
-/// Reads `OTEL_EXPORTER_OTLP_PROTOCOL`; the OTLP specification's default is `http/protobuf`.
+/// Reads `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`, then `OTEL_EXPORTER_OTLP_PROTOCOL`; the OTLP
+/// specification's default is `http/protobuf`.
 fn protocol_from_env() -> Result<Protocol, TelemetryError> {
-    let value = std::env::var("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .unwrap_or_default();
+    signal_protocol_from_env("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
+}
+
+/// Reads the protocol of one signal from `signal_variable`, then `OTEL_EXPORTER_OTLP_PROTOCOL`.
+fn signal_protocol_from_env(signal_variable: &str) -> Result<Protocol, TelemetryError> {
+    let value =
+        std::env::var(signal_variable).or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL")).unwrap_or_default();
     match value.trim() {
         "" | "http/protobuf" => Ok(Protocol::HttpBinary),
         "http/json" => Ok(Protocol::HttpJson),
@@ -193,14 +198,7 @@ impl std::fmt::Debug for OtlpSpanWriter {
 
 /// Reads `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, then `OTEL_EXPORTER_OTLP_PROTOCOL`.
 fn traces_protocol_from_env() -> Result<Protocol, TelemetryError> {
-    let value = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .unwrap_or_default();
-    match value.trim() {
-        "" | "http/protobuf" => Ok(Protocol::HttpBinary),
-        "http/json" => Ok(Protocol::HttpJson),
-        other => Err(TelemetryError::UnsupportedProtocol(other.to_owned())),
-    }
+    signal_protocol_from_env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 }
 
 impl OtlpSpanWriter {
