@@ -20,7 +20,6 @@ use super::head::{Authority, BodyFraming, RequestHead, Target};
 use super::report::{self, DecisionRecord};
 use super::route::{self, Refusal};
 use super::Shared;
-use crate::egress::{Action, Reason, Verdict};
 
 /// Header fields that describe one hop and are never forwarded (RFC 9110, section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -55,21 +54,7 @@ pub(super) async fn run(
     let Target::Forward { authority, path } = &head.target else {
         return false;
     };
-    let mut record = DecisionRecord {
-        client: connection.address,
-        method: &head.method,
-        authority,
-        address: None,
-        verdict: Verdict { action: Action::Deny, rule: None, reason: Reason::Default },
-        mode: engine.mode(),
-        audited: false,
-        policy_hash: engine.policy_hash(),
-        status: None,
-        bytes_sent: 0,
-        bytes_received: 0,
-        started,
-        error_type: None,
-    };
+    let mut record = DecisionRecord::pending(connection.address, &head.method, authority, &engine, started);
 
     // Decide, then reuse the kept upstream connection only when it goes to the chosen address.
     let route = match route::route(shared, &engine, authority).await {

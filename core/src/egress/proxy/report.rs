@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::Method;
 
 use super::head::Authority;
-use crate::egress::{Action, Verdict};
+use crate::egress::{Action, Engine, Reason, Verdict};
 use crate::policy::Mode;
 use crate::telemetry::{attributes, names, Event, Severity, Telemetry, Value};
 
@@ -26,6 +26,33 @@ pub(super) struct DecisionRecord<'a> {
     pub(super) bytes_received: u64,
     pub(super) started: Instant,
     pub(super) error_type: Option<&'static str>,
+}
+
+impl<'a> DecisionRecord<'a> {
+    /// Starts the record of one request as a default deny, before any rule is consulted.
+    pub(super) fn pending(
+        client: SocketAddr,
+        method: &'a Method,
+        authority: &'a Authority,
+        engine: &'a Engine,
+        started: Instant,
+    ) -> Self {
+        Self {
+            client,
+            method,
+            authority,
+            address: None,
+            verdict: Verdict { action: Action::Deny, rule: None, reason: Reason::Default },
+            mode: engine.mode(),
+            audited: false,
+            policy_hash: engine.policy_hash(),
+            status: None,
+            bytes_sent: 0,
+            bytes_received: 0,
+            started,
+            error_type: None,
+        }
+    }
 }
 
 /// Emits the decision event and counts it in `palisade.egress.decisions`.

@@ -15,7 +15,6 @@ use super::head::RequestHead;
 use super::report::{self, DecisionRecord};
 use super::route::{self, Refusal};
 use super::Shared;
-use crate::egress::{Action, Reason, Verdict};
 
 /// Bytes copied per read inside a tunnel. The buffer is allocated only while data flows, so an
 /// idle tunnel has no copy buffer.
@@ -28,21 +27,7 @@ pub(super) async fn run(shared: &Shared, connection: ClientConnection, head: Req
     let engine = shared.policy.engine();
     let authority = head.target.authority();
     let ClientConnection { reader, mut writer, address: client } = connection;
-    let mut record = DecisionRecord {
-        client,
-        method: &head.method,
-        authority,
-        address: None,
-        verdict: Verdict { action: Action::Deny, rule: None, reason: Reason::Default },
-        mode: engine.mode(),
-        audited: false,
-        policy_hash: engine.policy_hash(),
-        status: None,
-        bytes_sent: 0,
-        bytes_received: 0,
-        started,
-        error_type: None,
-    };
+    let mut record = DecisionRecord::pending(client, &head.method, authority, &engine, started);
 
     let route = match route::route(shared, &engine, authority).await {
         Ok(route) => route,
