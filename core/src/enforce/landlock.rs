@@ -80,7 +80,7 @@ impl Availability {
     }
 }
 
-/// A policy path as the kernel sees it: Landlock rules attach to the inode a path resolves to.
+/// A policy path as the kernel resolves it, because Landlock rules attach to the inode a path resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedPath {
     pub policy: PathBuf,
@@ -214,7 +214,7 @@ impl LandlockPlan {
     }
 }
 
-/// The rights the policy asks Landlock to restrict, on the newest known ABI.
+/// Lists the rights the policy requests Landlock to restrict, on the newest known ABI.
 fn requested_rights(spec: &Spec) -> Vec<&'static Right> {
     RIGHTS
         .iter()
@@ -256,7 +256,7 @@ fn resolve_policy_paths(spec: &Spec) -> Vec<ResolvedPath> {
         .collect()
 }
 
-/// The Landlock rights of an ABI, named as in reports.
+/// Lists the Landlock rights of an ABI, named as in reports.
 pub fn rights_of_abi(abi: i32) -> Vec<&'static str> {
     RIGHTS.iter().filter(|right| right.since <= abi).map(|right| right.name).collect()
 }

@@ -1,8 +1,8 @@
 //! Enforcement of a policy on the current process: no_new_privs, Landlock and seccomp.
 //!
-//! Enforcement is prepared first (the kernel ruleset is built with every rule, the BPF program is
-//! compiled) and applied second, so that a policy the kernel rejects fails before anything is
-//! applied and the report describes exactly what the apply step puts in force.
+//! Enforcement is prepared first and applied second. Preparing builds the kernel ruleset with every
+//! rule and compiles the BPF program, so a policy the kernel rejects fails before anything is
+//! applied, and the report describes exactly what the apply step puts in force.
 
 pub(crate) mod elf;
 pub mod landlock;
@@ -72,7 +72,7 @@ impl Prepared {
         Ok(Self { landlock, seccomp, enforcement: policy.spec.enforcement })
     }
 
-    /// What applying will put in force.
+    /// Describes what applying will put in force.
     pub fn report(&self) -> Report {
         Report::new(&self.landlock, &self.seccomp)
     }

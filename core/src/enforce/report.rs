@@ -58,12 +58,12 @@ impl Report {
         }
     }
 
-    /// Whether anything the policy asks for is not in force.
+    /// Returns whether anything the policy requests is not in force.
     pub fn is_degraded(&self) -> bool {
         self.landlock_status != "enforced" || !self.paths_missing.is_empty() || self.mode == Mode::Audit
     }
 
-    /// The `palisade.policy.applied` event for this report.
+    /// Builds the `palisade.policy.applied` event for this report.
     pub fn to_event(&self, policy: &LoadedPolicy, command: &[String]) -> Event {
         let severity = if self.is_degraded() { Severity::Warn } else { Severity::Info };
         let body = format!(

@@ -206,7 +206,7 @@ pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyError> {
 }
 
 /// Rejects flow collections (`[...]`, `{...}`) nested deeper than [`MAX_FLOW_DEPTH`] before the
-/// YAML parser sees them, because its cost grows with the square of the depth.
+/// YAML parser reads them, because its cost grows with the square of the depth.
 fn check_flow_depth(text: &str, origin: &Path) -> Result<(), PolicyError> {
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
