@@ -46,9 +46,6 @@ pub struct Invocation {
 #[derive(Debug)]
 pub enum Parsed {
     Run(Invocation),
-    /// The supervisor process: `palisade-wrap --supervisor [--detach] KEY VALUE...`, started by
-    /// the launcher itself, with the handoff socket on stdin.
-    Supervisor(crate::supervisor::Options),
     Help,
     Version,
 }
@@ -57,11 +54,6 @@ pub fn parse(args: impl Iterator<Item = OsString>) -> Result<Parsed, WrapError> 
     let mut args = args.peekable();
     let mut policy = None;
     let mut learn = None;
-
-    if args.peek().is_some_and(|arg| arg == crate::supervisor::FLAG) {
-        let options: Vec<String> = args.skip(1).map(|arg| arg.to_string_lossy().into_owned()).collect();
-        return crate::supervisor::Options::parse(&options).map(Parsed::Supervisor).map_err(WrapError::Usage);
-    }
 
     while let Some(arg) = args.peek() {
         let Some(text) = arg.to_str() else { break };

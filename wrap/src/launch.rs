@@ -36,29 +36,32 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
     let program = command::resolve(&invocation.command[0])?;
     let command_args: Vec<String> = invocation.command.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
 
+    // The supervisor is forked first, while the launcher has one thread and before telemetry can
+    // start exporter threads. Nothing is applied yet, so it is confined by nothing. Preparing
+    // has not filled the heap yet either, so the fork copies fewer pages.
+    let learning = invocation.learn.is_some();
+    let supervisor = (learning || loaded.policy.spec.syscalls.supervise)
+        .then(|| Supervisor::start(&loaded, invocation.learn.as_ref()));
+
+    let prepared = prepare(&loaded, learning);
     let telemetry = telemetry();
     let timeout = telemetry_timeout();
 
-    let prepared = prepare(&loaded, invocation.learn.is_some());
-    let prepared = match prepared {
-        Ok(prepared) => Some(prepared),
-        Err(error) => {
+    let (prepared, supervisor) = match (prepared, supervisor) {
+        (Ok(prepared), Some(Ok(supervisor))) => (Some(prepared), Some(supervisor)),
+        (Ok(prepared), None) => (Some(prepared), None),
+        (Ok(_), Some(Err(reason))) => {
+            let error = EnforceError::SeccompInstall(format!("cannot start the seccomp supervisor: {reason}"));
             fail(&telemetry, &loaded, error, &command_args, timeout)?;
-            None
+            (None, None)
         }
-    };
-
-    // The supervisor starts before anything is applied, so that it is confined by nothing.
-    let (prepared, supervisor) = match prepared {
-        Some(prepared) if prepared.seccomp.supervise => match Supervisor::start(&loaded, invocation.learn.as_ref()) {
-            Ok(supervisor) => (Some(prepared), Some(supervisor)),
-            Err(reason) => {
-                let error = EnforceError::SeccompInstall(format!("cannot start the seccomp supervisor: {reason}"));
-                fail(&telemetry, &loaded, error, &command_args, timeout)?;
-                (None, None)
+        (Err(error), supervisor) => {
+            if let Some(Ok(supervisor)) = supervisor {
+                let _ = supervisor.dismiss();
             }
-        },
-        other => (other, None),
+            fail(&telemetry, &loaded, error, &command_args, timeout)?;
+            (None, None)
+        }
     };
 
     if let Some(prepared) = prepared {

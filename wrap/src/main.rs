@@ -14,7 +14,6 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let invocation = match args::parse(std::env::args_os().skip(1)) {
         Ok(args::Parsed::Run(invocation)) => invocation,
-        Ok(args::Parsed::Supervisor(options)) => return supervisor::run(options),
         Ok(args::Parsed::Help) => {
             print!("{}", args::HELP);
             return ExitCode::SUCCESS;

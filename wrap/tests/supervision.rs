@@ -13,6 +13,9 @@ use support::{probe, probe_policy, probe_under, wrap_command};
 /// responded.
 const DISTINCT_ERRNO: &str = "EHWPOISON";
 
+/// The process name the supervisor gives itself.
+const SUPERVISOR_NAME: &str = "pal-supervisor";
+
 fn events_named(run: &support::Run, name: &str) -> Vec<serde_json::Value> {
     run.events().into_iter().filter(|event| event["event_name"] == name).collect()
 }
@@ -105,16 +108,15 @@ fn plain_mode_answers_in_the_kernel_without_events() {
     assert!(!run.event("palisade.policy.applied")["body"].as_str().unwrap().contains("supervised"));
 }
 
-/// Finds the supervisor of the workload with pid `workload` by its command line.
-fn supervisor_of(workload: u32) -> Option<u32> {
+/// Finds the supervisor forked by the launcher whose command line contained `marker`: the
+/// supervisor is a copy of the launcher, so it keeps that command line, under its own name.
+fn supervisor_of(marker: &str) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { continue };
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-        let is_supervisor = args.get(1) == Some(&&b"--supervisor"[..]) && !args.contains(&&b"--detach"[..]);
-        let for_workload =
-            args.windows(2).any(|pair| pair[0] == b"--for" && pair[1] == workload.to_string().as_bytes());
-        if is_supervisor && for_workload {
+        let has_marker = cmdline.split(|byte| *byte == 0).any(|arg| arg == marker.as_bytes());
+        if name.trim_end() == SUPERVISOR_NAME && has_marker {
             return Some(pid);
         }
     }
@@ -144,7 +146,7 @@ fn ptrace_after_supervisor_killed(mode: &str) -> String {
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
 
-    let supervisor = supervisor_of(child.id()).expect("a supervisor process for the workload");
+    let supervisor = supervisor_of(go.to_str().unwrap()).expect("a supervisor process for the workload");
     assert_ne!(parent_of(supervisor), child.id(), "the supervisor must not be the workload's child");
     let killed = std::process::Command::new("kill").args(["-KILL", &supervisor.to_string()]).status().unwrap();
     assert!(killed.success());

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use palisade_core::enforce::{Prepared, SeccompPlan};
+use palisade_core::enforce::landlock::resolve_policy_paths;
+use palisade_core::enforce::{Prepared, ResolvedPath, SeccompPlan};
 use palisade_core::policy::{self, EgressRule, LoadedPolicy, Policy};
 
 /// Exit status for a policy that does not parse or validate.
@@ -226,13 +227,14 @@ fn explain(file: PathBuf, json: bool) -> ExitCode {
     let report = prepared.report();
     let strict = prepared.check_strict().err();
     let warnings = policy::weakening_rules(&loaded.policy);
+    let symlinks = resolve_policy_paths(&loaded.policy.spec);
 
     if json {
         let document = serde_json::json!({
             "hash": loaded.hash,
             "landlock": {
                 "availability": prepared.landlock.availability.describe(),
-                "symlinks": prepared.landlock.symlinks.iter().map(|link| serde_json::json!({
+                "symlinks": symlinks.iter().map(|link| serde_json::json!({
                     "path": link.policy, "resolved": link.resolved,
                 })).collect::<Vec<_>>(),
             },
@@ -244,7 +246,7 @@ fn explain(file: PathBuf, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    print!("{}", explanation(&loaded.policy, &prepared, &report));
+    print!("{}", explanation(&loaded.policy, &prepared, &report, &symlinks));
     if let Some(error) = strict {
         println!("strict enforcement would refuse to start: {error}");
     }
@@ -254,7 +256,12 @@ fn explain(file: PathBuf, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn explanation(policy: &Policy, prepared: &Prepared, report: &palisade_core::enforce::Report) -> String {
+fn explanation(
+    policy: &Policy,
+    prepared: &Prepared,
+    report: &palisade_core::enforce::Report,
+    symlinks: &[ResolvedPath],
+) -> String {
     let mut text = String::new();
     let landlock = &prepared.landlock;
 
@@ -268,7 +275,7 @@ fn explanation(policy: &Policy, prepared: &Prepared, report: &palisade_core::enf
     for missing in &report.paths_missing {
         let _ = writeln!(text, "  missing path, rule left out: {missing}");
     }
-    for link in &landlock.symlinks {
+    for link in symlinks {
         if let Some(resolved) = &link.resolved {
             let _ = writeln!(
                 text,

@@ -18,7 +18,8 @@ const MAX_PROGRAM_HEADERS: u16 = 256;
 /// Longest interpreter path accepted.
 const MAX_INTERPRETER_LENGTH: u64 = 4096;
 
-/// The interpreters of the ELF executables among `paths`, resolved and without duplicates.
+/// The interpreters of the ELF executables among `paths`, without duplicates, as the executables
+/// name them. A rule on an interpreter path applies to the file it resolves to.
 ///
 /// Directories and non-ELF files are passed over.
 // NOTE: executables inside an allowed directory are not inspected; a policy that allows a
@@ -27,9 +28,8 @@ pub fn interpreters_of<'a>(paths: impl Iterator<Item = &'a Path>) -> Vec<PathBuf
     let mut interpreters = Vec::new();
     for path in paths {
         let Some(interpreter) = interpreter_of(path) else { continue };
-        let resolved = std::fs::canonicalize(&interpreter).unwrap_or(interpreter);
-        if !interpreters.contains(&resolved) {
-            interpreters.push(resolved);
+        if !interpreters.contains(&interpreter) {
+            interpreters.push(interpreter);
         }
     }
     interpreters

@@ -1,10 +1,12 @@
 //! Landlock rules from the policy: filesystem read, write and execute allow-lists, TCP ports and
 //! IPC scoping, degraded to what the running kernel supports.
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, RestrictionStatus, Ruleset,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, RestrictionStatus, Ruleset,
     RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
@@ -98,8 +100,6 @@ pub struct LandlockPlan {
     pub degraded: Vec<&'static str>,
     /// Policy paths that do not exist; their rules are left out.
     pub paths_missing: Vec<PathBuf>,
-    /// Policy paths that resolve elsewhere.
-    pub symlinks: Vec<ResolvedPath>,
     /// ELF interpreters granted execute because an allowed executable needs them to start.
     pub implicit_execute: Vec<PathBuf>,
     /// Why no ruleset is applied, when none is.
@@ -123,7 +123,6 @@ impl LandlockPlan {
             enforced,
             degraded,
             paths_missing: Vec::new(),
-            symlinks: resolve_policy_paths(spec),
             implicit_execute: Vec::new(),
             skipped: None,
             ruleset: None,
@@ -228,24 +227,26 @@ fn requested_rights(spec: &Spec) -> Vec<&'static Right> {
         .collect()
 }
 
-/// Opens `path` with O_PATH for a rule; a missing path is recorded and yields `None`.
-fn open_path(path: &Path, missing: &mut Vec<PathBuf>) -> Result<Option<(PathFd, bool)>, EnforceError> {
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
+/// Opens `path` with O_PATH for a rule (following symlinks, as the kernel resolves accesses); a
+/// missing path is recorded and yields `None`.
+fn open_path(path: &Path, missing: &mut Vec<PathBuf>) -> Result<Option<(File, bool)>, EnforceError> {
+    let opened = OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path);
+    let file = match opened {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             missing.push(path.to_owned());
             return Ok(None);
         }
         Err(source) => return Err(EnforceError::PolicyPath { path: path.to_owned(), source }),
     };
-    let fd = PathFd::new(path).map_err(|error| EnforceError::PolicyPath {
-        path: path.to_owned(),
-        source: std::io::Error::other(error.to_string()),
-    })?;
-    Ok(Some((fd, metadata.is_dir())))
+    let metadata = file.metadata().map_err(|source| EnforceError::PolicyPath { path: path.to_owned(), source })?;
+    Ok(Some((file, metadata.is_dir())))
 }
 
-fn resolve_policy_paths(spec: &Spec) -> Vec<ResolvedPath> {
+/// Lists the policy paths that resolve elsewhere (a symlink somewhere along the way), for
+/// `policy explain`. The launcher does not need the list, because rules attach to what a path
+/// resolves to.
+pub fn resolve_policy_paths(spec: &Spec) -> Vec<ResolvedPath> {
     let paths = spec.filesystem.read.iter().chain(&spec.filesystem.write).chain(&spec.process.execute);
     paths
         .filter_map(|path| {

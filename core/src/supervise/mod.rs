@@ -8,6 +8,7 @@
 //! workload did. When the supervisor dies, the kernel fails every call that would have waited for
 //! it with ENOSYS, so nothing outside the allow-list becomes allowed.
 
+mod detach;
 mod handoff;
 pub mod learn;
 mod observe;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+pub use self::detach::{start_detached, Detached};
 pub use self::handoff::{receive_listener, send_listener, HandoffSocket};
 pub use self::learn::{LearnedPolicy, Observations};
 use self::report::Reporter;
@@ -33,6 +35,9 @@ pub const REPEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
+    #[error("cannot start the seccomp supervisor: {0}")]
+    Start(String),
+
     #[error("cannot pass the seccomp listener to the supervisor: {0}")]
     Handoff(String),
 
