@@ -35,10 +35,14 @@ impl JsonLinesExporter {
     fn write_line(&self, line: &serde_json::Value) {
         let mut text = line.to_string();
         text.push('\n');
+        self.write_bytes(text.as_bytes());
+    }
+
+    fn write_bytes(&self, line: &[u8]) {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
 
         // A closed stderr must not stop the workload; the event is lost and nothing else can say so.
-        let _ = writer.write_all(text.as_bytes()).and_then(|()| writer.flush());
+        let _ = writer.write_all(line).and_then(|()| writer.flush());
     }
 }
 
@@ -70,13 +74,68 @@ pub(super) fn event_line(resource: &Resource, event: &Event) -> serde_json::Valu
     line
 }
 
+/// Writes an event as the same JSON object [`event_line`] builds, keys sorted, followed by a
+/// newline, straight into `out` without building a JSON tree: the egress proxy writes one per
+/// request.
+fn write_event_line(out: &mut Vec<u8>, resource: &Resource, event: &Event) {
+    out.extend_from_slice(b"{\"attributes\":");
+    write_object(out, event.attributes.iter().map(|(key, value)| (*key, value)));
+    if let Some(body) = &event.body {
+        out.extend_from_slice(b",\"body\":");
+        write_string(out, body);
+    }
+    out.extend_from_slice(b",\"event_name\":");
+    write_string(out, event.name);
+    out.extend_from_slice(b",\"resource\":");
+    write_object(out, resource.attributes.iter().map(|(key, value)| (key.as_str(), value)));
+    out.extend_from_slice(b",\"severity_number\":");
+    out.extend_from_slice(event.severity.number().to_string().as_bytes());
+    out.extend_from_slice(b",\"severity_text\":");
+    write_string(out, event.severity.as_str());
+    out.extend_from_slice(b",\"timestamp\":");
+    write_string(out, &timestamp(event.time));
+    out.extend_from_slice(b"}\n");
+}
+
+/// Writes attributes as a JSON object with sorted keys; of repeated keys the last one counts, as
+/// in a map.
+fn write_object<'a>(out: &mut Vec<u8>, attributes: impl Iterator<Item = (&'a str, &'a Value)>) {
+    let mut sorted: Vec<(&str, &Value)> = attributes.collect();
+    sorted.sort_by_key(|(key, _)| *key);
+
+    out.push(b'{');
+    let mut first = true;
+    for (index, (key, value)) in sorted.iter().enumerate() {
+        if sorted.get(index + 1).is_some_and(|(next, _)| next == key) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(out, key);
+        out.push(b':');
+        // Serialising strings, numbers and booleans into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+    out.push(b'}');
+}
+
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
 impl Exporter for JsonLinesExporter {
     fn emit(&self, resource: &Resource, event: &Event) {
-        self.write_line(&event_line(resource, event));
+        let mut line = Vec::with_capacity(1024);
+        write_event_line(&mut line, resource, event);
+        self.write_bytes(&line);
     }
 
     fn count(&self, name: &'static str, value: u64, attributes: &[(&'static str, Value)]) {
-        let key = serde_json::Value::Object(attributes_object(attributes.iter().map(|(k, v)| (*k, v)))).to_string();
+        let mut key = Vec::with_capacity(128);
+        write_object(&mut key, attributes.iter().map(|(k, v)| (*k, v)));
+        let key = String::from_utf8(key).unwrap_or_default();
         let mut counters = self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *counters.totals.entry((name, key)).or_default() += value;
         counters.changed = true;
@@ -156,6 +215,29 @@ mod tests {
         assert_eq!(lines[0]["attributes"]["palisade.landlock.abi"], 7);
         assert_eq!(lines[0]["resource"]["service.name"], "test");
         assert!(lines[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn written_line_matches_the_json_tree() {
+        let mut resource = Resource::default();
+        resource.set(attributes::SERVICE_NAME, "quote \" and \\ and \u{1}");
+        let event = Event::new(names::EGRESS_DECISION, Severity::Warn)
+            .with_body("line\nbreak")
+            .with(attributes::SERVER_PORT, 443u32)
+            .with(attributes::DURATION_MS, 0.25)
+            .with(attributes::DECISION, "deny")
+            .with(attributes::EGRESS_AUDITED, false)
+            .with(attributes::PROCESS_COMMAND_ARGS, vec!["a".to_owned(), "é".to_owned()])
+            .with(attributes::DECISION, "allow");
+
+        let mut line = Vec::new();
+        write_event_line(&mut line, &resource, &event);
+
+        assert_eq!(line.last(), Some(&b'\n'));
+        let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed, event_line(&resource, &event));
+        assert_eq!(parsed["attributes"]["palisade.decision"], "allow");
+        assert_eq!(line[..line.len() - 1], event_line(&resource, &event).to_string().into_bytes()[..]);
     }
 
     #[test]
