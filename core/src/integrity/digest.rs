@@ -1,9 +1,15 @@
 //! Opening and hashing one regular file without following links or blocking on special files.
 
+use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 
 use sha2::Digest as _;
 
@@ -44,6 +50,22 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), HashFailure>
             Some(libc::ELOOP) | Some(libc::ENXIO) => HashFailure::Replaced,
             _ => HashFailure::Io("open", error),
         })?;
+    let metadata = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
+    if !metadata.is_file() {
+        return Err(HashFailure::Replaced);
+    }
+    Ok((file, metadata))
+}
+
+/// Opens `name` in `directory` like [`open_regular`], without walking a path.
+pub(crate) fn open_regular_at(directory: BorrowedFd<'_>, name: &OsStr) -> Result<(File, Metadata), HashFailure> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let file = match openat(directory, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        // A symbolic link or special file took the regular file's place.
+        Err(Errno::ELOOP | Errno::ENXIO) => return Err(HashFailure::Replaced),
+        Err(errno) => return Err(HashFailure::Io("open", io::Error::from(errno))),
+    };
     let metadata = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
     if !metadata.is_file() {
         return Err(HashFailure::Replaced);

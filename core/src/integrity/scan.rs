@@ -1,19 +1,22 @@
 //! The parallel walk: records every entry under the scope's roots.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::Metadata;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use nix::dir::{Dir, Type};
 
 use globset::GlobSet;
 use rayon::prelude::*;
 
-use super::digest::{hash_file, hash_open, open_regular, HashFailure};
+use super::digest::{hash_file, hash_open, open_regular_at, HashFailure};
 use super::entry::{Entry, EntryKind, EntryNote, Timestamp};
 use super::pseudo::MountTable;
 use super::scope::under_prefix;
@@ -85,6 +88,9 @@ struct Walker<'a> {
     options: &'a ScanOptions,
     mounts: MountTable,
     reuse: Option<&'a ReuseMap<'a>>,
+    /// Every outcome, in the order the workers produced them. One shared vector instead of one
+    /// per directory: entries are moved once, not once per level of the tree.
+    sink: Mutex<Vec<Outcome>>,
 }
 
 /// Records every entry under the scope's roots.
@@ -97,10 +103,10 @@ pub(crate) fn scan_reusing(
     options: &ScanOptions,
     reuse: Option<&ReuseMap<'_>>,
 ) -> Result<Scan, IntegrityError> {
-    let walker = Walker { scope, exclude: scope.exclude_set()?, options, mounts: MountTable::read(), reuse };
+    let walker = Walker::new(scope, options, reuse)?;
 
-    let outcomes: Vec<Outcome> = scope.roots.par_iter().flat_map_iter(|root| walker.visit_root(root)).collect();
-    Ok(collect(outcomes))
+    scope.roots.par_iter().for_each(|root| walker.visit_root(root));
+    Ok(collect(walker.into_outcomes()))
 }
 
 /// Records the entries at the given paths: each path alone, or with everything below it when
@@ -110,24 +116,19 @@ pub(crate) fn scan_paths(
     options: &ScanOptions,
     paths: &[(PathBuf, bool)],
 ) -> Result<Scan, IntegrityError> {
-    let walker = Walker { scope, exclude: scope.exclude_set()?, options, mounts: MountTable::read(), reuse: None };
-    let outcomes: Vec<Outcome> = paths
-        .par_iter()
-        .filter(|(path, _)| scope.contains(path) && !walker.is_excluded(path))
-        .flat_map_iter(|(path, recursive)| {
+    let walker = Walker::new(scope, options, None)?;
+    paths.par_iter().filter(|(path, _)| scope.contains(path) && !walker.is_excluded(path)).for_each(
+        |(path, recursive)| {
             let physical = under_prefix(options.prefix.as_deref(), path);
             match std::fs::symlink_metadata(&physical) {
                 Ok(metadata) if *recursive => walker.visit(path.clone(), physical, metadata, None),
-                Ok(metadata) => match walker.record(path, &physical, &metadata, None) {
-                    Ok((entry, flags)) => vec![Outcome::Entry(entry, flags)],
-                    Err(error) => vec![Outcome::Error(error)],
-                },
-                Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
-                Err(error) => vec![Outcome::Error(EntryError { path: path.clone(), operation: "lstat", error })],
+                Ok(metadata) => walker.push(walker.record(path, Source::Path(&physical), &metadata)),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => walker.push_error(EntryError { path: path.clone(), operation: "lstat", error }),
             }
-        })
-        .collect();
-    Ok(collect(outcomes))
+        },
+    );
+    Ok(collect(walker.into_outcomes()))
 }
 
 fn collect(outcomes: Vec<Outcome>) -> Scan {
@@ -151,7 +152,38 @@ fn collect(outcomes: Vec<Outcome>) -> Scan {
     scan
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(
+        scope: &'a Scope,
+        options: &'a ScanOptions,
+        reuse: Option<&'a ReuseMap<'a>>,
+    ) -> Result<Self, IntegrityError> {
+        Ok(Self {
+            scope,
+            exclude: scope.exclude_set()?,
+            options,
+            mounts: MountTable::read(),
+            reuse,
+            sink: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn into_outcomes(self) -> Vec<Outcome> {
+        self.sink.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, recorded: Result<(Entry, Flags), EntryError>) {
+        let outcome = match recorded {
+            Ok((entry, flags)) => Outcome::Entry(entry, flags),
+            Err(error) => Outcome::Error(error),
+        };
+        self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(outcome);
+    }
+
+    fn push_error(&self, error: EntryError) {
+        self.push(Err(error));
+    }
+
     /// Returns whether `path` or a directory above it (inside its root) matches an exclude glob.
     fn is_excluded(&self, path: &Path) -> bool {
         path.ancestors()
@@ -159,98 +191,90 @@ impl Walker<'_> {
             .any(|ancestor| self.exclude.is_match(ancestor))
     }
 
-    fn visit_root(&self, root: &Path) -> Vec<Outcome> {
+    fn visit_root(&self, root: &Path) {
         let physical = under_prefix(self.options.prefix.as_deref(), root);
         match std::fs::symlink_metadata(&physical) {
             Ok(metadata) => self.visit(root.to_owned(), physical, metadata, None),
             // A missing root has no entries: verification reports what it had as removed.
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => vec![Outcome::Error(EntryError { path: root.to_owned(), operation: "lstat", error })],
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => self.push_error(EntryError { path: root.to_owned(), operation: "lstat", error }),
         }
     }
 
     /// Records one entry and, for a directory, everything below it.
-    fn visit(&self, path: PathBuf, physical: PathBuf, metadata: Metadata, parent_device: Option<u64>) -> Vec<Outcome> {
-        let (mut entry, flags) = match self.record(&path, &physical, &metadata, None) {
+    fn visit(&self, path: PathBuf, physical: PathBuf, metadata: Metadata, parent_device: Option<u64>) {
+        let (mut entry, flags) = match self.record(&path, Source::Path(&physical), &metadata) {
             Ok(recorded) => recorded,
-            Err(error) => return vec![Outcome::Error(error)],
+            Err(error) => return self.push_error(error),
         };
         if entry.kind != EntryKind::Directory {
-            return vec![Outcome::Entry(entry, flags)];
+            return self.push(Ok((entry, flags)));
         }
 
         if parent_device != Some(entry.device) && !self.options.descend_pseudo {
             if let Some(fs_type) = self.mounts.pseudo_type(&physical, entry.device) {
                 entry.note = Some(EntryNote::PseudoFilesystem(fs_type));
-                return vec![Outcome::Entry(entry, flags)];
+                return self.push(Ok((entry, flags)));
             }
         }
 
-        let names = match read_names(&physical) {
-            Ok(names) => names,
+        let listing = match Listing::read(&physical) {
+            Ok(listing) => listing,
             Err(error) => {
-                return vec![
-                    Outcome::Entry(entry, flags),
-                    Outcome::Error(EntryError { path, operation: "read directory", error }),
-                ]
+                self.push(Ok((entry, flags)));
+                return self.push_error(EntryError { path, operation: "read directory", error });
             }
         };
 
         let device = entry.device;
-        let mut outcomes: Vec<Outcome> = names
-            .into_par_iter()
-            .flat_map_iter(|(name, file_type)| {
-                let child = path.join(&name);
-                if self.exclude.is_match(&child) {
-                    return Vec::new();
-                }
-                let child_physical = physical.join(&name);
-                // A regular file (by its directory entry type) is opened straight away and
-                // checked with fstat, which saves the lstat; anything else is lstat-ed first.
-                if file_type.is_some_and(|file_type| file_type.is_file()) && self.reuse.is_none() {
-                    match open_regular(&child_physical) {
-                        Ok((file, metadata)) => {
-                            return match self.record(&child, &child_physical, &metadata, Some(file)) {
-                                Ok((entry, flags)) => vec![Outcome::Entry(entry, flags)],
-                                Err(error) => vec![Outcome::Error(error)],
-                            };
-                        }
-                        Err(HashFailure::Io(_, error)) if error.kind() == io::ErrorKind::NotFound => return Vec::new(),
-                        Err(HashFailure::Io(operation, error)) => {
-                            return vec![Outcome::Error(EntryError { path: child, operation, error })]
-                        }
-                        // Replaced by another type since the directory was read.
-                        Err(HashFailure::Replaced) => {}
+        self.push(Ok((entry, flags)));
+        let directory = listing.directory.as_fd();
+        listing.names.into_par_iter().for_each(|(name, regular)| {
+            let child = path.join(&name);
+            if self.exclude.is_match(&child) {
+                return;
+            }
+            // A regular file (by its directory entry type) is opened relative to its directory
+            // and checked with fstat, so it needs no lstat and no path walk. Anything else is
+            // lstat-ed first.
+            if regular && self.reuse.is_none() {
+                match open_regular_at(directory, &name) {
+                    Ok((file, metadata)) => return self.push(self.record(&child, Source::Opened(file), &metadata)),
+                    Err(HashFailure::Io(_, error)) if error.kind() == io::ErrorKind::NotFound => return,
+                    Err(HashFailure::Io(operation, error)) => {
+                        return self.push_error(EntryError { path: child, operation, error })
                     }
+                    // Replaced by another type since the directory was read.
+                    Err(HashFailure::Replaced) => {}
                 }
-                match std::fs::symlink_metadata(&child_physical) {
-                    Ok(metadata) => self.visit(child, child_physical, metadata, Some(device)),
-                    // Removed since the directory was read: it is simply not there any more.
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
-                    Err(error) => vec![Outcome::Error(EntryError { path: child, operation: "lstat", error })],
-                }
-            })
-            .collect();
-        outcomes.push(Outcome::Entry(entry, flags));
-        outcomes
+            }
+            let child_physical = physical.join(&name);
+            match std::fs::symlink_metadata(&child_physical) {
+                Ok(metadata) => self.visit(child, child_physical, metadata, Some(device)),
+                // Removed since the directory was read: it is simply not there any more.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => self.push_error(EntryError { path: child, operation: "lstat", error }),
+            }
+        });
     }
 
     /// Builds the entry for one path from `lstat` metadata, its extended attributes and, for a
-    /// regular file, its digest.
-    /// `opened` is the file already opened by [`open_regular`], whose `fstat` gave `metadata`.
-    fn record(
-        &self,
-        path: &Path,
-        physical: &Path,
-        metadata: &Metadata,
-        opened: Option<std::fs::File>,
-    ) -> Result<(Entry, Flags), EntryError> {
+    /// regular file, its digest. With [`Source::Opened`], `metadata` is the opened file's `fstat`.
+    fn record(&self, path: &Path, source: Source<'_>, metadata: &Metadata) -> Result<(Entry, Flags), EntryError> {
+        let (physical, opened) = match source {
+            Source::Path(physical) => (Some(physical), None),
+            Source::Opened(file) => (None, Some(file)),
+        };
         let error = |operation, error| EntryError { path: path.to_owned(), operation, error };
         let kind = EntryKind::from_mode(metadata.mode())
             .ok_or_else(|| error("recognise the type of", io::Error::from(io::ErrorKind::Unsupported)))?;
 
         let target = match kind {
-            EntryKind::Symlink => Some(std::fs::read_link(physical).map_err(|e| error("read link", e))?),
+            EntryKind::Symlink => {
+                let physical =
+                    physical.ok_or_else(|| error("read link", io::Error::from(io::ErrorKind::InvalidInput)))?;
+                Some(std::fs::read_link(physical).map_err(|e| error("read link", e))?)
+            }
             _ => None,
         };
         // Setting or removing an extended attribute updates ctime, so an unchanged file (see
@@ -260,10 +284,11 @@ impl Walker<'_> {
             None if kind == EntryKind::File => self.reusable(path, metadata),
             None => None,
         };
-        let xattrs = match (reused, &opened) {
-            (Some(previous), _) => Ok(previous.xattrs.clone()),
-            (None, Some(file)) => sys::read_xattrs_fd(file.as_fd()),
-            (None, None) => sys::read_xattrs(physical),
+        let xattrs = match (reused, &opened, physical) {
+            (Some(previous), _, _) => Ok(previous.xattrs.clone()),
+            (None, Some(file), _) => sys::read_xattrs_fd(file.as_fd()),
+            (None, None, Some(physical)) => sys::read_xattrs(physical),
+            (None, None, None) => Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
         let xattrs = xattrs.map_err(|e| error("read extended attributes of", e))?;
 
@@ -275,9 +300,10 @@ impl Walker<'_> {
                 digest = previous.digest.clone();
                 flags.reused = true;
             } else {
-                let hashed = match opened {
-                    Some(file) => hash_open(file, metadata.clone(), self.options.algorithm),
-                    None => hash_file(physical, &metadata, self.options.algorithm),
+                let hashed = match (opened, physical) {
+                    (Some(file), _) => hash_open(file, metadata.clone(), self.options.algorithm),
+                    (None, Some(physical)) => hash_file(physical, &metadata, self.options.algorithm),
+                    (None, None) => Err(HashFailure::Io("open", io::Error::from(io::ErrorKind::InvalidInput))),
                 };
                 match hashed {
                     Ok(hashed) => {
@@ -342,13 +368,37 @@ impl Walker<'_> {
     }
 }
 
-/// Lists the names in a directory with their types from the directory entry, where the
-/// filesystem reports one.
-fn read_names(directory: &Path) -> io::Result<Vec<(OsString, Option<std::fs::FileType>)>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(directory)? {
-        let entry = entry?;
-        names.push((entry.file_name(), entry.file_type().ok()));
+/// The source [`Walker::record`] reads an entry from.
+enum Source<'a> {
+    /// The entry's path (under the prefix); a regular file is opened by path.
+    Path(&'a Path),
+    /// A regular file already opened by [`open_regular_at`].
+    Opened(File),
+}
+
+/// An open directory and the names in it, each with whether its directory entry reports a
+/// regular file.
+struct Listing {
+    directory: File,
+    names: Vec<(OsString, bool)>,
+}
+
+impl Listing {
+    /// Opens `path` (not following a final symlink) and reads its names; the directory stays
+    /// open so that its files can be opened relative to it.
+    fn read(path: &Path) -> io::Result<Self> {
+        let directory = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(path)?;
+        let mut reader = Dir::from_fd(directory.try_clone()?.into()).map_err(io::Error::from)?;
+
+        let mut names = Vec::new();
+        for entry in reader.iter() {
+            let entry = entry.map_err(io::Error::from)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            names.push((OsStr::from_bytes(name).to_owned(), entry.file_type() == Some(Type::File)));
+        }
+        Ok(Self { directory, names })
     }
-    Ok(names)
 }
