@@ -3,6 +3,8 @@
 # with the seccomp supervisor process), and under bwrap with
 # comparable confinement (read-only system directories, new namespaces, no network, and the same
 # seccomp filter, exported with `palisade policy compile`), measured side by side by hyperfine.
+# palisade-wrap is measured twice: the default release build (dynamically linked against glibc)
+# and the static-pie build that the Lambda layer ships (layers/build.sh flags).
 #
 # Usage: bench/launcher/run.sh [RUNS]   (default 500 runs per command)
 # Writes bench/launcher/results.json and prints a Markdown table for docs/benchmarks.md.
@@ -23,6 +25,11 @@ done
 cargo build --release --quiet -p palisade-wrap -p palisade-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 wrap="$target_dir/release/palisade-wrap"
+host=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --locked \
+    --config 'profile.release.opt-level="s"' --config 'profile.release.lto="fat"' \
+    --config 'profile.release.codegen-units=1' --target "$host" -p palisade-wrap
+static_wrap="$target_dir/$host/release/palisade-wrap"
 filter=$(mktemp)
 trap 'rm -f "$filter"' EXIT
 "$target_dir/release/palisade" policy compile "$here/policy.yaml" -o "$filter" >/dev/null
@@ -35,6 +42,8 @@ hyperfine --warmup 50 --runs "$runs" --export-json "$here/results.json" \
     --command-name '/bin/true' '/bin/true' \
     --command-name 'palisade-wrap' "$wrap --policy $here/policy-plain.yaml -- /usr/bin/true" \
     --command-name 'palisade-wrap (supervised)' "$wrap --policy $here/policy.yaml -- /usr/bin/true" \
+    --command-name 'palisade-wrap static' "$static_wrap --policy $here/policy-plain.yaml -- /usr/bin/true" \
+    --command-name 'palisade-wrap static (supervised)' "$static_wrap --policy $here/policy.yaml -- /usr/bin/true" \
     --command-name 'bwrap' "$bwrap_command" >&2
 
 python3 - "$here/results.json" "$runs" <<'PY'
@@ -43,13 +52,15 @@ results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 base = results["/bin/true"]["median"]
 print(f"| command | median (ms) | added over /bin/true (ms) | ratio to /bin/true |")
 print(f"|---|---|---|---|")
-for name in ["/bin/true", "palisade-wrap", "palisade-wrap (supervised)", "bwrap"]:
+names = ["/bin/true", "palisade-wrap", "palisade-wrap (supervised)", "palisade-wrap static",
+         "palisade-wrap static (supervised)", "bwrap"]
+for name in names:
     median = results[name]["median"]
     print(f"| {name} | {median * 1000:.3f} | {(median - base) * 1000:.3f} | {median / base:.2f} |")
-wrap = results["palisade-wrap"]["median"] - base
-supervised = results["palisade-wrap (supervised)"]["median"] - base
 bwrap = results["bwrap"]["median"] - base
 print()
-print(f"palisade-wrap adds {wrap * 1000:.3f} ms at the median ({supervised * 1000:.3f} ms supervised), "
-      f"bwrap {bwrap * 1000:.3f} ms; bwrap/palisade added-time ratio {bwrap / wrap:.1f}, {sys.argv[2]} runs each")
+for name in names[1:-1]:
+    added = results[name]["median"] - base
+    print(f"{name}: adds {added * 1000:.3f} ms at the median; bwrap adds {bwrap * 1000:.3f} ms, "
+          f"{bwrap / added:.2f}x as much; {sys.argv[2]} runs each")
 PY
