@@ -3,6 +3,7 @@
 //! place.
 
 use std::convert::Infallible;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -43,7 +44,11 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
     let supervisor = (learning || loaded.policy.spec.syscalls.supervise)
         .then(|| Supervisor::start(&loaded, invocation.learn.as_ref()));
 
-    let prepared = prepare(&loaded, learning);
+    let handoff = match &supervisor {
+        Some(Ok(supervisor)) => Some(supervisor.socket()),
+        _ => None,
+    };
+    let prepared = prepare(&loaded, learning, handoff);
     let telemetry = telemetry();
     let timeout = telemetry_timeout();
 
@@ -88,9 +93,13 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
 }
 
 /// Prepares the policy and checks `enforcement: strict`; a learning run replaces the seccomp
-/// allow-list with one that hands every call to the supervisor.
-fn prepare(loaded: &LoadedPolicy, learning: bool) -> Result<Prepared, EnforceError> {
-    let mut prepared = Prepared::new(&loaded.policy)?;
+/// allow-list with one that hands every call to the supervisor. With a supervisor, only the
+/// supervised filter is compiled, for the listener to go over `handoff`.
+fn prepare(loaded: &LoadedPolicy, learning: bool, handoff: Option<BorrowedFd<'_>>) -> Result<Prepared, EnforceError> {
+    let mut prepared = match handoff {
+        Some(handoff) if !learning => Prepared::for_supervisor(&loaded.policy, handoff)?,
+        _ => Prepared::new(&loaded.policy)?,
+    };
     prepared.check_strict()?;
     if learning {
         prepared.seccomp = SeccompPlan::learning(loaded.policy.spec.syscalls.default_errno)?;

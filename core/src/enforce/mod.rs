@@ -65,6 +65,17 @@ impl Prepared {
         Self::with_availability(policy, Availability::detect())
     }
 
+    /// Prepares `policy` for the running kernel and a supervisor that gets the listener over
+    /// `handoff`; with `spec.syscalls.supervise`, only the supervised filter is compiled.
+    pub fn for_supervisor(policy: &Policy, handoff: BorrowedFd<'_>) -> Result<Self, EnforceError> {
+        if !policy.spec.syscalls.supervise {
+            return Self::new(policy);
+        }
+        let landlock = LandlockPlan::prepare(&policy.spec, Availability::detect())?;
+        let seccomp = SeccompPlan::build_supervised(&policy.spec.syscalls, policy.spec.mode, handoff)?;
+        Ok(Self { landlock, seccomp, enforcement: policy.spec.enforcement })
+    }
+
     /// Prepares `policy` as if the kernel offered `availability` of Landlock.
     pub fn with_availability(policy: &Policy, availability: Availability) -> Result<Self, EnforceError> {
         let landlock = LandlockPlan::prepare(&policy.spec, availability)?;

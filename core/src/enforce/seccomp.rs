@@ -55,7 +55,11 @@ pub struct SeccompPlan {
     /// Whether calls outside the allow-list go to a supervisor (`spec.syscalls.supervise`).
     pub supervise: bool,
     /// The plain filter, which returns the result of calls outside the allow-list itself.
+    /// Empty when the plan was built for a supervisor; [`Self::install`] then compiles it.
     pub program: BpfProgram,
+    /// The supervised filter compiled ahead for a handoff descriptor, by
+    /// [`Self::build_supervised`].
+    supervised: Option<(i32, BpfProgram)>,
     /// The allow-list as seccompiler rules, kept to compile the supervised filter.
     rules: BTreeMap<i64, Vec<SeccompRule>>,
 }
@@ -64,6 +68,23 @@ impl SeccompPlan {
     /// Compiles the allow-list of `rules`. In audit mode, calls outside it are allowed and
     /// logged by the kernel (SECCOMP_RET_LOG) instead of failing.
     pub fn build(rules: &SyscallRules, mode: Mode) -> Result<Self, EnforceError> {
+        let mut plan = Self::unbuilt(rules, mode)?;
+        plan.program = plan.compile(plan.plain_action(), None)?;
+        Ok(plan)
+    }
+
+    /// Compiles only the supervised filter of `rules`, for the listener to go over `handoff`.
+    /// The launcher uses it: every start compiles one filter, and the plain one is compiled
+    /// only when the kernel refuses a listener.
+    pub fn build_supervised(rules: &SyscallRules, mode: Mode, handoff: BorrowedFd<'_>) -> Result<Self, EnforceError> {
+        let mut plan = Self::unbuilt(rules, mode)?;
+        let program = plan.supervised_program(Some(handoff))?;
+        plan.supervised = Some((handoff.as_raw_fd(), program));
+        Ok(plan)
+    }
+
+    /// Builds the plan for `rules` without compiling a filter.
+    fn unbuilt(rules: &SyscallRules, mode: Mode) -> Result<Self, EnforceError> {
         let allowed = allowed_syscalls(rules)?;
         let execve: SyscallName = "execve".parse().expect("execve exists on every architecture");
         if !allowed.contains(&execve) {
@@ -85,17 +106,16 @@ impl SeccompPlan {
             filter_rules.insert(i64::from(syscall.sysno().id()), rules);
         }
 
-        let mut plan = Self {
+        Ok(Self {
             allowed,
             default_errno: rules.default_errno,
             mode,
             clone_restricted,
             supervise: rules.supervise,
             program: Vec::new(),
+            supervised: None,
             rules: filter_rules,
-        };
-        plan.program = plan.compile(plan.plain_action(), None)?;
-        Ok(plan)
+        })
     }
 
     /// Builds a filter that allows nothing by itself: every call goes to the supervisor, which lets it
@@ -108,15 +128,20 @@ impl SeccompPlan {
             clone_restricted: false,
             supervise: true,
             program: Vec::new(),
+            supervised: None,
             rules: BTreeMap::new(),
         };
         plan.program = plan.compile(plan.plain_action(), None)?;
         Ok(plan)
     }
 
-    /// Number of BPF instructions; the kernel accepts at most 4096 per filter.
+    /// Number of BPF instructions (of the supervised filter, when only that one is compiled);
+    /// the kernel accepts at most 4096 per filter.
     pub fn filter_length(&self) -> usize {
-        self.program.len()
+        match &self.supervised {
+            Some((_, program)) if self.program.is_empty() => program.len(),
+            _ => self.program.len(),
+        }
     }
 
     /// Returns the program in the kernel's binary layout: `struct sock_filter` entries of 8 bytes in
@@ -133,7 +158,10 @@ impl SeccompPlan {
     }
 
     /// Installs the plain filter on every thread of the process (SECCOMP_FILTER_FLAG_TSYNC).
-    pub fn install(&self) -> Result<(), EnforceError> {
+    pub fn install(&mut self) -> Result<(), EnforceError> {
+        if self.program.is_empty() {
+            self.program = self.compile(self.plain_action(), None)?;
+        }
         seccompiler::apply_filter_all_threads(&self.program)
             .map_err(|error| EnforceError::SeccompInstall(error.to_string()))
     }
@@ -152,7 +180,10 @@ impl SeccompPlan {
     /// EBUSY means a filter already in force on this process has a listener (Palisade under
     /// another supervisor); the kernel allows one listener per filter chain.
     pub fn install_supervised(&self, handoff: BorrowedFd<'_>) -> Result<OwnedFd, InstallError> {
-        let program = self.supervised_program(Some(handoff)).map_err(InstallError::Enforce)?;
+        let program = match &self.supervised {
+            Some((fd, program)) if *fd == handoff.as_raw_fd() => program.clone(),
+            _ => self.supervised_program(Some(handoff)).map_err(InstallError::Enforce)?,
+        };
         let program: Vec<libc::sock_filter> = program
             .iter()
             .map(|instruction| libc::sock_filter {

@@ -54,7 +54,10 @@ impl Detached {
     }
 }
 
-/// Starts `serve` in a detached process. `serve` gets the supervisor's end of the socket and
+/// Starts `serve` in a detached process.
+///
+/// NOTE: when the launcher is process 1 of its pid namespace (a container's entrypoint), the
+/// orphaned supervisor is re-parented to the launcher itself, so the workload has it as a child. `serve` gets the supervisor's end of the socket and
 /// returns the supervisor's exit status.
 ///
 /// Must be called while the launcher has one thread, before telemetry starts exporters.
