@@ -162,22 +162,6 @@ impl Policy {
             });
         }
 
-        let egress = &self.spec.egress;
-        let rules =
-            egress.allow.iter().map(|rule| ("allow", rule)).chain(egress.deny.iter().map(|rule| ("deny", rule)));
-        let mut index_by_list = [0usize; 2];
-        for (list, rule) in rules {
-            let counter = &mut index_by_list[usize::from(list == "deny")];
-            let label = format!("spec.egress.{list}[{counter}]");
-            *counter += 1;
-
-            if rule.hosts.is_empty() && rule.cidrs.is_empty() {
-                return Err(PolicyError::Rule {
-                    path: origin.to_owned(),
-                    message: format!("{label} names no destination: add `hosts:` or `cidrs:` to the rule"),
-                });
-            }
-        }
         Ok(())
     }
 }

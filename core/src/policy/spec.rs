@@ -173,7 +173,7 @@ pub enum EgressDefault {
 /// One egress rule: a destination matches when its host matches one of `hosts` or its address
 /// is inside one of `cidrs`, and its port is in `ports` (an empty `ports` list matches every port).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[serde(rename_all = "camelCase", try_from = "EgressRuleFields")]
 pub struct EgressRule {
     /// A name reported in egress events; defaults to `allow[N]` or `deny[N]`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,6 +181,28 @@ pub struct EgressRule {
     pub hosts: Vec<HostPattern>,
     pub cidrs: Vec<Cidr>,
     pub ports: Vec<Port>,
+}
+
+/// An egress rule as written, before the check that it names a destination. The check runs
+/// during parsing, so its error carries the rule's line and column.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct EgressRuleFields {
+    id: Option<String>,
+    hosts: Vec<HostPattern>,
+    cidrs: Vec<Cidr>,
+    ports: Vec<Port>,
+}
+
+impl TryFrom<EgressRuleFields> for EgressRule {
+    type Error = String;
+
+    fn try_from(fields: EgressRuleFields) -> Result<Self, Self::Error> {
+        if fields.hosts.is_empty() && fields.cidrs.is_empty() {
+            return Err("the rule names no destination: add `hosts:` or `cidrs:` to it".to_owned());
+        }
+        Ok(Self { id: fields.id, hosts: fields.hosts, cidrs: fields.cidrs, ports: fields.ports })
+    }
 }
 
 /// Files whose integrity is checked.

@@ -99,8 +99,14 @@ fn invalid_yaml_is_located() {
 
 #[test]
 fn egress_rule_needs_destination() {
-    let error = parse(&FULL.replace("{cidrs: [\"10.0.0.0/8\"], ports: [5432]}", "{ports: [5432]}")).unwrap_err();
-    assert!(error.to_string().contains("spec.egress.allow[1] names no destination"), "{error}");
+    let text = FULL.replace("{cidrs: [\"10.0.0.0/8\"], ports: [5432]}", "{ports: [5432]}");
+    let rule_line = text.lines().position(|line| line.contains("{ports: [5432]}")).unwrap() + 1;
+
+    let (line, _, message) = parse_error(&text);
+
+    assert!(message.contains("names no destination"), "{message}");
+    assert!(message.contains("spec.egress.allow"), "{message}");
+    assert_eq!(line, rule_line, "{message}");
 }
 
 #[test]
