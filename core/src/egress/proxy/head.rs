@@ -254,7 +254,8 @@ fn check_host_header(headers: &HeaderMap, target: &Authority) -> Result<(), Head
 
     let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
     let mismatch = || HeadError::HostMismatch { host: text.clone() };
-    let authority = parse_authority(text.trim(), Some(target.port)).map_err(|_| mismatch())?;
+    // A Host header without a port names the http default port (RFC 9110, section 7.2).
+    let authority = parse_authority(text.trim(), Some(80)).map_err(|_| mismatch())?;
     if authority != *target {
         return Err(mismatch());
     }
@@ -331,6 +332,10 @@ mod tests {
         let text = "GET http://example.com/ HTTP/1.1\r\nHost: example.com:81\r\n\r\n";
         assert!(matches!(parse_text(text), Err(HeadError::HostMismatch { .. })));
         let text = "GET http://example.com/ HTTP/1.1\r\nHost: EXAMPLE.com.\r\n\r\n";
+        assert!(parse_text(text).is_ok());
+        let text = "GET http://example.com:8080/ HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        assert!(matches!(parse_text(text), Err(HeadError::HostMismatch { .. })));
+        let text = "GET http://example.com:8080/ HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
         assert!(parse_text(text).is_ok());
     }
 
