@@ -281,3 +281,19 @@ fn unreadable_entries_are_errors_not_removals() {
     assert_eq!(reported(&report), Expected::new(), "unreadable entries must not be reported as changes");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn missing_root_is_an_error() {
+    let scratch = scratch_dir();
+    let missing = scratch.path().join("no-such-root");
+    let manifest = scratch.path().join("manifest");
+
+    for subcommand in [&["baseline", "-o", manifest.to_str().unwrap()][..], &["watch"][..]] {
+        let output = run(palisade().arg("integrity").args(subcommand).arg(&missing));
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{subcommand:?}: {stderr}");
+        assert!(stderr.contains("no-such-root"), "{subcommand:?}: {stderr}");
+        assert!(!manifest.exists(), "{subcommand:?} wrote a manifest");
+    }
+}

@@ -69,6 +69,26 @@ impl ScopeArgs {
         }
 
         let scope = Scope::new(roots, exclude, high_assurance)?;
+        self.check_roots_exist(&scope)?;
         Ok((scope, algorithm.unwrap_or_default()))
+    }
+
+    /// Rejects a root that does not exist (under `--root`, when given): recording or watching
+    /// it would silently cover nothing.
+    fn check_roots_exist(&self, scope: &Scope) -> anyhow::Result<()> {
+        for root in &scope.roots {
+            let physical = match &self.root {
+                Some(prefix) => prefix.join(root.strip_prefix("/").unwrap_or(root)),
+                None => root.clone(),
+            };
+            if let Err(error) = std::fs::symlink_metadata(&physical) {
+                anyhow::bail!(
+                    "root {}: {error}; check the path{}",
+                    physical.display(),
+                    if self.root.is_some() { " and --root" } else { "" }
+                );
+            }
+        }
+        Ok(())
     }
 }
