@@ -64,15 +64,20 @@ def print_ratios(rows):
 
 
 def print_tunnel_table(rows):
-    """Prints RSS before and while the idle CONNECT tunnels are open."""
-    print("| proxy | tunnels open | failed | RSS before MiB | RSS with tunnels MiB |")
-    print("|---|---:|---:|---:|---:|")
+    """Prints RSS before and while the idle CONNECT tunnels are open, the RSS each tunnel adds,
+    and the RSS that rate gives for 10,000 tunnels when fewer could be opened."""
+    print("| proxy | tunnels open | failed | RSS before MiB | RSS with tunnels MiB | KiB per tunnel "
+          "| RSS at 10,000 tunnels MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
 
     for row in rows:
         tunnels = row["tunnels"] or {"open": 0, "failed": "?"}
+        before, during = row["idle_rss_kb"], row["tunnels_rss_kb"]
+        per_tunnel = (during - before) / tunnels["open"] if tunnels["open"] else float("nan")
+        at_10000 = (before + per_tunnel * 10000) / 1024
         print(
             f"| {row['proxy']} | {tunnels['open']} | {tunnels['failed']} "
-            f"| {row['idle_rss_kb'] / 1024:.1f} | {row['tunnels_rss_kb'] / 1024:.1f} |"
+            f"| {before / 1024:.1f} | {during / 1024:.1f} | {per_tunnel:.2f} | {at_10000:.1f} |"
         )
 
 

@@ -4,7 +4,7 @@
 # comparable confinement (read-only system directories, new namespaces, no network, and the same
 # seccomp filter, exported with `palisade policy compile`), measured side by side by hyperfine.
 # palisade-wrap is measured twice: the default release build (dynamically linked against glibc)
-# and the static-pie build that the Lambda layer ships (layers/build.sh flags).
+# and the static-pie build the README recommends for production.
 #
 # Usage: bench/launcher/run.sh [RUNS]   (default 500 runs per command)
 # Writes bench/launcher/results.json and prints a Markdown table for docs/benchmarks.md.
@@ -26,9 +26,7 @@ cargo build --release --quiet -p palisade-wrap -p palisade-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 wrap="$target_dir/release/palisade-wrap"
 host=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --locked \
-    --config 'profile.release.opt-level="s"' --config 'profile.release.lto="fat"' \
-    --config 'profile.release.codegen-units=1' --target "$host" -p palisade-wrap
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --locked --target "$host" -p palisade-wrap
 static_wrap="$target_dir/$host/release/palisade-wrap"
 filter=$(mktemp)
 trap 'rm -f "$filter"' EXIT
