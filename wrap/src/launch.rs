@@ -89,7 +89,28 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
     }
 
     let error = Command::new(&program).arg0(&invocation.command[0]).args(&invocation.command[1..]).exec();
-    Err(exec_error(program, error))
+    let error = exec_error(program, error);
+
+    // The policy may be in force by now and keep an exporter from its collector, so this event
+    // goes to stderr, where the launcher's own error line goes too.
+    let stderr = Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr());
+    stderr.emit(exec_failed_event(&loaded, &error, &command_args));
+    Err(error)
+}
+
+/// Describes a command that could not be executed after the policy was prepared or applied.
+fn exec_failed_event(loaded: &LoadedPolicy, error: &WrapError, command_args: &[String]) -> Event {
+    let error_type = match error {
+        WrapError::NotFound(_) => "not_found",
+        _ => "not_executable",
+    };
+    Event::new(names::EXEC_FAILED, Severity::Error)
+        .with_body(format!("policy {}: the command did not start: {error}", loaded.policy.name()))
+        .with(attributes::POLICY_NAME, loaded.policy.name())
+        .with(attributes::POLICY_HASH, loaded.hash.as_str())
+        .with(attributes::ERROR_TYPE, error_type)
+        .with(attributes::REASON, error.to_string())
+        .with(attributes::PROCESS_COMMAND_ARGS, command_args.to_vec())
 }
 
 /// Prepares the policy and checks `enforcement: strict`; a learning run replaces the seccomp

@@ -78,6 +78,9 @@ fn command_outside_execute_is_not_started() {
 
     assert_eq!(run.status, Some(126), "stderr: {}", run.stderr);
     assert!(run.stderr.contains("spec.process.execute"), "{}", run.stderr);
+    let failed = run.event("palisade.exec.failed");
+    assert_eq!(failed["severity_text"], "ERROR", "{}", run.stderr);
+    assert_eq!(failed["attributes"]["error.type"], "not_executable", "{}", run.stderr);
 }
 
 macro_rules! denied_syscall_test {

@@ -3,6 +3,7 @@
 pub const POLICY_APPLIED: &str = "palisade.policy.applied";
 pub const POLICY_FAILED: &str = "palisade.policy.failed";
 pub const POLICY_RELOADED: &str = "palisade.policy.reloaded";
+pub const EXEC_FAILED: &str = "palisade.exec.failed";
 pub const SYSCALL_DENIED: &str = "palisade.syscall.denied";
 pub const SYSCALL_AUDITED: &str = "palisade.syscall.audited";
 pub const EGRESS_DECISION: &str = "palisade.egress.decision";
