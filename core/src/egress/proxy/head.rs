@@ -135,7 +135,7 @@ pub fn parse(buffer: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usi
     }
 
     let body = body_framing(&headers, minor_version)?;
-    check_host_header(&headers, target.authority())?;
+    check_host_header(&headers, &target)?;
     let close = wants_close(&headers, minor_version);
     let expect_continue =
         headers.get(http::header::EXPECT).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -243,7 +243,7 @@ fn body_framing(headers: &HeaderMap, minor_version: u8) -> Result<BodyFraming, H
 }
 
 /// Checks that a `Host` header, when present, names the request target's host and port.
-fn check_host_header(headers: &HeaderMap, target: &Authority) -> Result<(), HeadError> {
+fn check_host_header(headers: &HeaderMap, target: &Target) -> Result<(), HeadError> {
     let mut values = headers.get_all(http::header::HOST).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return match headers.contains_key(http::header::HOST) {
@@ -254,9 +254,14 @@ fn check_host_header(headers: &HeaderMap, target: &Authority) -> Result<(), Head
 
     let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
     let mismatch = || HeadError::HostMismatch { host: text.clone() };
-    // A Host header without a port names the http default port (RFC 9110, section 7.2).
-    let authority = parse_authority(text.trim(), Some(80)).map_err(|_| mismatch())?;
-    if authority != *target {
+    // For an http URL, a Host header without a port names the scheme's default port (RFC 9110,
+    // section 7.2). CONNECT has no scheme, so clients send the tunnel's host alone, for its port.
+    let default_port = match target {
+        Target::Forward { .. } => 80,
+        Target::Tunnel(authority) => authority.port,
+    };
+    let authority = parse_authority(text.trim(), Some(default_port)).map_err(|_| mismatch())?;
+    if authority != *target.authority() {
         return Err(mismatch());
     }
     Ok(())
@@ -337,6 +342,14 @@ mod tests {
         assert!(matches!(parse_text(text), Err(HeadError::HostMismatch { .. })));
         let text = "GET http://example.com:8080/ HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
         assert!(parse_text(text).is_ok());
+    }
+
+    #[test]
+    fn connect_host_without_port() {
+        let text = "CONNECT example.com:8443 HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        assert!(parse_text(text).is_ok());
+        let text = "CONNECT example.com:8443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        assert!(matches!(parse_text(text), Err(HeadError::HostMismatch { .. })));
     }
 
     #[test]
