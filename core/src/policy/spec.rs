@@ -157,9 +157,41 @@ impl Default for ScopeRules {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct EgressRules {
     pub default: EgressDefault,
+    #[serde(deserialize_with = "rules_with_destinations")]
     pub allow: Vec<EgressRule>,
     /// Rules that deny; a matching deny rule wins over every allow rule.
+    #[serde(deserialize_with = "rules_with_destinations")]
     pub deny: Vec<EgressRule>,
+}
+
+/// Reads a list of egress rules and rejects a rule that names no destination while the list
+/// is parsed, so that the error carries the list's location and the rule's index.
+fn rules_with_destinations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<EgressRule>, D::Error> {
+    struct Rules;
+
+    impl<'de> serde::de::Visitor<'de> for Rules {
+        type Value = Vec<EgressRule>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a list of egress rules")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+            let mut rules = Vec::new();
+            while let Some(rule) = sequence.next_element::<EgressRule>()? {
+                if rule.hosts.is_empty() && rule.cidrs.is_empty() {
+                    return Err(serde::de::Error::custom(format!(
+                        "rule [{}] of the list (counting from 0) names no destination: add `hosts:` or `cidrs:` to it",
+                        rules.len()
+                    )));
+                }
+                rules.push(rule);
+            }
+            Ok(rules)
+        }
+    }
+
+    deserializer.deserialize_seq(Rules)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,7 +205,7 @@ pub enum EgressDefault {
 /// One egress rule: a destination matches when its host matches one of `hosts` or its address
 /// is inside one of `cidrs`, and its port is in `ports` (an empty `ports` list matches every port).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", try_from = "EgressRuleFields")]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct EgressRule {
     /// A name reported in egress events; defaults to `allow[N]` or `deny[N]`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,28 +213,6 @@ pub struct EgressRule {
     pub hosts: Vec<HostPattern>,
     pub cidrs: Vec<Cidr>,
     pub ports: Vec<Port>,
-}
-
-/// An egress rule as written, before the check that it names a destination. The check runs
-/// during parsing, so its error carries the rule's line and column.
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-struct EgressRuleFields {
-    id: Option<String>,
-    hosts: Vec<HostPattern>,
-    cidrs: Vec<Cidr>,
-    ports: Vec<Port>,
-}
-
-impl TryFrom<EgressRuleFields> for EgressRule {
-    type Error = String;
-
-    fn try_from(fields: EgressRuleFields) -> Result<Self, Self::Error> {
-        if fields.hosts.is_empty() && fields.cidrs.is_empty() {
-            return Err("the rule names no destination: add `hosts:` or `cidrs:` to it".to_owned());
-        }
-        Ok(Self { id: fields.id, hosts: fields.hosts, cidrs: fields.cidrs, ports: fields.ports })
-    }
 }
 
 /// Files whose integrity is checked.

@@ -100,13 +100,22 @@ fn invalid_yaml_is_located() {
 #[test]
 fn egress_rule_needs_destination() {
     let text = FULL.replace("{cidrs: [\"10.0.0.0/8\"], ports: [5432]}", "{ports: [5432]}");
-    let rule_line = text.lines().position(|line| line.contains("{ports: [5432]}")).unwrap() + 1;
 
-    let (line, _, message) = parse_error(&text);
+    let (_, _, message) = parse_error(&text);
 
-    assert!(message.contains("names no destination"), "{message}");
     assert!(message.contains("spec.egress.allow"), "{message}");
-    assert_eq!(line, rule_line, "{message}");
+    assert!(message.contains("rule [1] of the list"), "{message}");
+}
+
+#[test]
+fn egress_rule_without_destination_is_located_by_list_and_index() {
+    let text = "apiVersion: palisade.dev/v1alpha1\nkind: WorkloadPolicy\nspec:\n  egress:\n    allow:\n      - hosts: [a.example]\n      - hosts: [b.example]\n      - ports: [443]\n      - hosts: [c.example]\n";
+
+    let (line, _, message) = parse_error(text);
+
+    // The location is where the list starts; the index names the rule in it.
+    assert!(message.contains("rule [2] of the list (counting from 0) names no destination"), "{message}");
+    assert_eq!(line, 6, "{message}");
 }
 
 #[test]
