@@ -297,3 +297,20 @@ fn missing_root_is_an_error() {
         assert!(!manifest.exists(), "{subcommand:?} wrote a manifest");
     }
 }
+
+#[test]
+fn symlink_root_is_an_error() {
+    let scratch = scratch_dir();
+    let target = scratch.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let link = scratch.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let manifest = scratch.path().join("manifest");
+
+    let output = run(palisade().args(["integrity", "baseline", "-o"]).arg(&manifest).arg(&link));
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(!manifest.exists());
+}

@@ -73,19 +73,29 @@ impl ScopeArgs {
         Ok((scope, algorithm.unwrap_or_default()))
     }
 
-    /// Rejects a root that does not exist (under `--root`, when given): recording or watching
-    /// it would silently cover nothing.
+    /// Rejects a root that does not exist (under `--root`, when given), or that is a symbolic
+    /// link: recording or watching it would silently cover nothing, because links are recorded
+    /// without being followed.
     fn check_roots_exist(&self, scope: &Scope) -> anyhow::Result<()> {
         for root in &scope.roots {
             let physical = match &self.root {
                 Some(prefix) => prefix.join(root.strip_prefix("/").unwrap_or(root)),
                 None => root.clone(),
             };
-            if let Err(error) = std::fs::symlink_metadata(&physical) {
-                anyhow::bail!(
+            let metadata = match std::fs::symlink_metadata(&physical) {
+                Ok(metadata) => metadata,
+                Err(error) => anyhow::bail!(
                     "root {}: {error}; check the path{}",
                     physical.display(),
                     if self.root.is_some() { " and --root" } else { "" }
+                ),
+            };
+            if metadata.file_type().is_symlink() {
+                let target = std::fs::read_link(&physical).unwrap_or_default();
+                anyhow::bail!(
+                    "root {} is a symbolic link to {}; links are recorded without being followed, so give the directory it points to as the root",
+                    physical.display(),
+                    target.display()
                 );
             }
         }
