@@ -197,6 +197,11 @@ fn error_type(error: &EnforceError) -> &'static str {
 
 fn exec_error(program: std::path::PathBuf, error: std::io::Error) -> WrapError {
     match error.raw_os_error() {
+        // The file exists, so what is missing is its interpreter: a `#!` line or ELF loader.
+        Some(errno) if errno == nix::errno::Errno::ENOENT as i32 && program.exists() => WrapError::NotExecutable {
+            path: program,
+            reason: "its interpreter (the #! line or the ELF program interpreter) was not found".to_owned(),
+        },
         Some(libc_enoent) if libc_enoent == nix::errno::Errno::ENOENT as i32 => WrapError::NotFound(program),
         Some(errno) if errno == nix::errno::Errno::EACCES as i32 => WrapError::NotExecutable {
             path: program,

@@ -111,6 +111,24 @@ fn command_not_executable_exits_126() {
 }
 
 #[test]
+fn missing_interpreter_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.sh");
+    std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let policy = policy(&format!(
+        "  process: {{execute: [{}]}}\n  filesystem: {{read: [/usr, /lib, /lib64, /etc]}}\n",
+        script.display()
+    ));
+
+    let run = wrap(&policy.path, &[script.to_str().unwrap()]);
+
+    assert_eq!(run.status, Some(126), "{}", run.stderr);
+    assert!(run.stderr.contains("interpreter"), "{}", run.stderr);
+    assert_eq!(run.event("palisade.exec.failed")["attributes"]["error.type"], "not_executable");
+}
+
+#[test]
 fn missing_command_is_usage_error() {
     let policy = probe_policy("");
 
