@@ -74,8 +74,7 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
         // to the workload's own allow-lists; prepare already settled what apply puts in force.
         let event = prepared.report().to_event(&loaded, &command_args);
         telemetry.emit(event.clone());
-        // NOTE: the OpenTelemetry SDK reports a failed export (an unreachable collector) only through
-        // its internal log, so shutdown returns Ok and this fallback covers exporter errors alone.
+        // A failed export (an unreachable collector, an error status) makes shutdown fail.
         if let Err(error) = telemetry.shutdown(timeout) {
             // The event must not be lost with the exporter: it goes to stderr instead.
             eprintln!("palisade-wrap: {error}; writing the event to stderr");

@@ -74,7 +74,9 @@ fn serve(socket: BorrowedFd<'_>, config: &Config, workload: u32) -> u8 {
         .unwrap_or_else(|_| Telemetry::json_lines(resource, std::io::stderr()));
 
     let outcome = supervise::run(listener, config, &telemetry);
-    let _ = telemetry.shutdown(SHUTDOWN_TIMEOUT);
+    if let Err(error) = telemetry.shutdown(SHUTDOWN_TIMEOUT) {
+        eprintln!("palisade-wrap: seccomp supervisor for pid {workload}: {error}");
+    }
 
     match outcome {
         Ok(_) => 0,

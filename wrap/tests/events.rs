@@ -159,6 +159,27 @@ fn unresponsive_collector_delays_exec_boundedly() {
 }
 
 #[test]
+fn unreachable_collector_falls_back_to_stderr() {
+    // A port that was just free: connecting to it is refused.
+    let endpoint = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let policy = probe_policy("");
+    let probe = support::probe();
+
+    let output = wrap_command(&policy.path, &[probe.to_str().unwrap(), "write", "/dev/null"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok", "{stderr}");
+    assert!(stderr.contains("OTLP export to"), "{stderr}");
+    assert!(stderr.contains("\"event_name\":\"palisade.policy.applied\""), "{stderr}");
+}
+
+#[test]
 fn unsupported_otlp_protocol_falls_back_to_stderr() {
     let policy = probe_policy("");
     let probe = support::probe();

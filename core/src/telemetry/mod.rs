@@ -43,6 +43,9 @@ pub enum TelemetryError {
 
     #[error("telemetry flush failed: {0}")]
     Flush(String),
+
+    #[error("{0}; events in that export were lost")]
+    Export(String),
 }
 
 /// Where events go.

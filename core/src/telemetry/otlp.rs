@@ -2,7 +2,7 @@
 //! runtime is needed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider};
@@ -15,17 +15,26 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use super::{Event, Exporter, Resource, Severity, TelemetryError, Value};
 
+/// The last export that failed, shared by an exporter's HTTP clients. The SDK only logs a
+/// failed export internally, so the exporter reads this on flush and shutdown to report it.
+type LastFailure = Arc<Mutex<Option<String>>>;
+
 /// An HTTP client for the OTLP exporter built on ureq, whose calls block the exporter's own
 /// background thread.
 #[derive(Debug, Clone)]
 struct BlockingClient {
     agent: ureq::Agent,
+    failure: LastFailure,
 }
 
 impl BlockingClient {
-    fn new(timeout: Duration) -> Self {
+    fn new(timeout: Duration, failure: LastFailure) -> Self {
         let config = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build();
-        Self { agent: config.into() }
+        Self { agent: config.into(), failure }
+    }
+
+    fn record_failure(&self, message: String) {
+        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(message);
     }
 }
 
@@ -33,8 +42,18 @@ impl BlockingClient {
 impl HttpClient for BlockingClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
+        let uri = parts.uri.to_string();
         let request = Request::from_parts(parts, body.to_vec());
-        let response = self.agent.run(request)?;
+        let response = match self.agent.run(request) {
+            Ok(response) => response,
+            Err(error) => {
+                self.record_failure(format!("OTLP export to {uri} failed: {error}"));
+                return Err(error.into());
+            }
+        };
+        if !response.status().is_success() {
+            self.record_failure(format!("OTLP export to {uri} was answered with status {}", response.status()));
+        }
 
         let (parts, mut body) = response.into_parts();
         let bytes = body.read_to_vec()?;
@@ -47,6 +66,7 @@ pub(super) struct OtlpExporter {
     logger: SdkLogger,
     meters: SdkMeterProvider,
     counters: Mutex<HashMap<&'static str, Counter<u64>>>,
+    failure: LastFailure,
 }
 
 impl std::fmt::Debug for OtlpExporter {
@@ -120,12 +140,13 @@ impl OtlpExporter {
     pub(super) fn from_env(resource: &Resource, timeout: Duration) -> Result<Self, TelemetryError> {
         let protocol = protocol_from_env()?;
         let resource = sdk_resource(resource);
+        let failure = LastFailure::default();
 
         let log_exporter = opentelemetry_otlp::LogExporter::builder()
             .with_http()
             .with_protocol(protocol)
             .with_timeout(timeout)
-            .with_http_client(BlockingClient::new(timeout))
+            .with_http_client(BlockingClient::new(timeout, failure.clone()))
             .build()
             .map_err(build_error)?;
         let loggers =
@@ -136,13 +157,13 @@ impl OtlpExporter {
             .with_http()
             .with_protocol(protocol)
             .with_timeout(timeout)
-            .with_http_client(BlockingClient::new(timeout))
+            .with_http_client(BlockingClient::new(timeout, failure.clone()))
             .build()
             .map_err(build_error)?;
         let meters =
             SdkMeterProvider::builder().with_resource(resource).with_periodic_exporter(metric_exporter).build();
 
-        Ok(Self { loggers, logger, meters, counters: Mutex::default() })
+        Ok(Self { loggers, logger, meters, counters: Mutex::default(), failure })
     }
 }
 
@@ -175,13 +196,25 @@ impl Exporter for OtlpExporter {
         // Each export request is bounded by the HTTP client's timeout, so these return in bounded time.
         let logs = self.loggers.force_flush();
         let metrics = self.meters.force_flush();
-        logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))
+        logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))?;
+        self.take_failure()
     }
 
     fn shutdown(&self, _resource: &Resource, timeout: Duration) -> Result<(), TelemetryError> {
         let logs = self.loggers.shutdown_with_timeout(timeout);
         let metrics = self.meters.shutdown_with_timeout(timeout);
-        logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))
+        logs.and(metrics).map_err(|error| TelemetryError::Flush(error.to_string()))?;
+        self.take_failure()
+    }
+}
+
+impl OtlpExporter {
+    /// Returns the last export failure since the previous call as an error.
+    fn take_failure(&self) -> Result<(), TelemetryError> {
+        match self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            Some(message) => Err(TelemetryError::Export(message)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -211,7 +244,7 @@ impl OtlpSpanWriter {
             .with_http()
             .with_protocol(protocol)
             .with_timeout(timeout)
-            .with_http_client(BlockingClient::new(timeout))
+            .with_http_client(BlockingClient::new(timeout, LastFailure::default()))
             .build()
             .map_err(build_error)?;
         exporter.set_resource(&sdk_resource(resource));
