@@ -95,18 +95,22 @@ fn first_logs_request(receiver: &mpsc::Receiver<(String, String, Vec<u8>)>) -> (
     panic!("no request to /v1/logs arrived");
 }
 
+/// Runs the probe writing to /dev/null under palisade-wrap, exporting to `endpoint` over OTLP.
+fn probe_write_exporting_to(endpoint: &str) -> std::process::Output {
+    let policy = probe_policy("");
+    let probe = support::probe();
+    wrap_command(&policy.path, &[probe.to_str().unwrap(), "write", "/dev/null"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn applied_event_exported_over_otlp_protobuf() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let requests = receive_one_request(listener);
-    let policy = probe_policy("");
-    let probe = support::probe();
-
-    let output = wrap_command(&policy.path, &[probe.to_str().unwrap(), "write", "/dev/null"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .output()
-        .unwrap();
+    let output = probe_write_exporting_to(&endpoint);
 
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok", "{}", String::from_utf8_lossy(&output.stderr));
     let (content_type, body) = first_logs_request(&requests);
@@ -165,13 +169,7 @@ fn unreachable_collector_falls_back_to_stderr() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let policy = probe_policy("");
-    let probe = support::probe();
-
-    let output = wrap_command(&policy.path, &[probe.to_str().unwrap(), "write", "/dev/null"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .output()
-        .unwrap();
+    let output = probe_write_exporting_to(&endpoint);
     let stderr = String::from_utf8_lossy(&output.stderr);
 
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok", "{stderr}");
