@@ -78,11 +78,11 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
         if let Err(error) = telemetry.shutdown(timeout) {
             // The event must not be lost with the exporter: it goes to stderr instead.
             eprintln!("palisade-wrap: {error}; writing the event to stderr");
-            Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr()).emit(event);
+            stderr_telemetry().emit(event);
         }
 
         if let Err(error) = apply(prepared, supervisor) {
-            let stderr = Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr());
+            let stderr = stderr_telemetry();
             fail(&stderr, &loaded, error, &command_args, timeout)?;
         }
     }
@@ -92,9 +92,15 @@ fn launch(invocation: Invocation) -> Result<Infallible, WrapError> {
 
     // The policy may be in force by now and keep an exporter from its collector, so this event
     // goes to stderr, where the launcher's own error line goes too.
-    let stderr = Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr());
+    let stderr = stderr_telemetry();
     stderr.emit(exec_failed_event(&loaded, &error, &command_args));
     Err(error)
+}
+
+/// Returns telemetry that writes JSON lines to stderr, for events that must not depend on an
+/// exporter.
+fn stderr_telemetry() -> Telemetry {
+    Telemetry::json_lines(Resource::detect("palisade-wrap"), std::io::stderr())
 }
 
 /// Describes a command that could not be executed after the policy was prepared or applied.

@@ -7,7 +7,6 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 
@@ -41,31 +40,25 @@ pub(crate) enum HashFailure {
 /// is a regular file. A symbolic link fails to open (`ELOOP`); any other type is closed again
 /// without being read.
 pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), HashFailure> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            // A symbolic link or special file took the regular file's place.
-            Some(libc::ELOOP) | Some(libc::ENXIO) => HashFailure::Replaced,
-            _ => HashFailure::Io("open", error),
-        })?;
-    let metadata = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
-    if !metadata.is_file() {
-        return Err(HashFailure::Replaced);
-    }
-    Ok((file, metadata))
+    let opened =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path);
+    regular_file(opened)
 }
 
 /// Opens `name` in `directory` like [`open_regular`], without walking a path.
 pub(crate) fn open_regular_at(directory: BorrowedFd<'_>, name: &OsStr) -> Result<(File, Metadata), HashFailure> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    let file = match openat(directory, name, flags, Mode::empty()) {
-        Ok(fd) => File::from(fd),
+    let opened = openat(directory, name, flags, Mode::empty()).map(File::from).map_err(io::Error::from);
+    regular_file(opened)
+}
+
+/// Returns an opened file with its `fstat` metadata when it is a regular file.
+fn regular_file(opened: io::Result<File>) -> Result<(File, Metadata), HashFailure> {
+    let file = opened.map_err(|error| match error.raw_os_error() {
         // A symbolic link or special file took the regular file's place.
-        Err(Errno::ELOOP | Errno::ENXIO) => return Err(HashFailure::Replaced),
-        Err(errno) => return Err(HashFailure::Io("open", io::Error::from(errno))),
-    };
+        Some(libc::ELOOP) | Some(libc::ENXIO) => HashFailure::Replaced,
+        _ => HashFailure::Io("open", error),
+    })?;
     let metadata = file.metadata().map_err(|error| HashFailure::Io("fstat", error))?;
     if !metadata.is_file() {
         return Err(HashFailure::Replaced);

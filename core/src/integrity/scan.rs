@@ -261,34 +261,29 @@ impl<'a> Walker<'a> {
     /// Builds the entry for one path from `lstat` metadata, its extended attributes and, for a
     /// regular file, its digest. With [`Source::Opened`], `metadata` is the opened file's `fstat`.
     fn record(&self, path: &Path, source: Source<'_>, metadata: &Metadata) -> Result<(Entry, Flags), EntryError> {
-        let (physical, opened) = match source {
-            Source::Path(physical) => (Some(physical), None),
-            Source::Opened(file) => (None, Some(file)),
-        };
         let error = |operation, error| EntryError { path: path.to_owned(), operation, error };
         let kind = EntryKind::from_mode(metadata.mode())
             .ok_or_else(|| error("recognise the type of", io::Error::from(io::ErrorKind::Unsupported)))?;
 
-        let target = match kind {
-            EntryKind::Symlink => {
-                let physical =
-                    physical.ok_or_else(|| error("read link", io::Error::from(io::ErrorKind::InvalidInput)))?;
-                Some(std::fs::read_link(physical).map_err(|e| error("read link", e))?)
+        // Only entries found by path can be links or have a previous entry to reuse.
+        let mut target = None;
+        let mut reused = None;
+        let xattrs = match &source {
+            Source::Opened(file) => sys::read_xattrs_fd(file.as_fd()),
+            Source::Path(physical) => {
+                if kind == EntryKind::Symlink {
+                    target = Some(std::fs::read_link(physical).map_err(|e| error("read link", e))?);
+                }
+                // Setting or removing an extended attribute updates ctime, so an unchanged file (see
+                // `reusable`) keeps its recorded attributes as well as its digest.
+                if kind == EntryKind::File {
+                    reused = self.reusable(path, metadata);
+                }
+                match reused {
+                    Some(previous) => Ok(previous.xattrs.clone()),
+                    None => sys::read_xattrs(physical),
+                }
             }
-            _ => None,
-        };
-        // Setting or removing an extended attribute updates ctime, so an unchanged file (see
-        // `reusable`) keeps its recorded attributes as well as its digest.
-        let reused = match opened {
-            Some(_) => None,
-            None if kind == EntryKind::File => self.reusable(path, metadata),
-            None => None,
-        };
-        let xattrs = match (reused, &opened, physical) {
-            (Some(previous), _, _) => Ok(previous.xattrs.clone()),
-            (None, Some(file), _) => sys::read_xattrs_fd(file.as_fd()),
-            (None, None, Some(physical)) => sys::read_xattrs(physical),
-            (None, None, None) => Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
         let xattrs = xattrs.map_err(|e| error("read extended attributes of", e))?;
 
@@ -300,10 +295,9 @@ impl<'a> Walker<'a> {
                 digest = previous.digest.clone();
                 flags.reused = true;
             } else {
-                let hashed = match (opened, physical) {
-                    (Some(file), _) => hash_open(file, metadata.clone(), self.options.algorithm),
-                    (None, Some(physical)) => hash_file(physical, &metadata, self.options.algorithm),
-                    (None, None) => Err(HashFailure::Io("open", io::Error::from(io::ErrorKind::InvalidInput))),
+                let hashed = match source {
+                    Source::Opened(file) => hash_open(file, metadata.clone(), self.options.algorithm),
+                    Source::Path(physical) => hash_file(physical, &metadata, self.options.algorithm),
                 };
                 match hashed {
                     Ok(hashed) => {

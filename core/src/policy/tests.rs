@@ -108,7 +108,7 @@ fn egress_rule_needs_destination() {
 }
 
 #[test]
-fn egress_rule_without_destination_is_located_by_list_and_index() {
+fn rule_error_names_list_and_index() {
     let text = "apiVersion: palisade.dev/v1alpha1\nkind: WorkloadPolicy\nspec:\n  egress:\n    allow:\n      - hosts: [a.example]\n      - hosts: [b.example]\n      - ports: [443]\n      - hosts: [c.example]\n";
 
     let (line, _, message) = parse_error(text);

@@ -36,7 +36,7 @@ impl Detached {
     }
 
     /// Sends the listener to the supervisor and closes the launcher's copy, so that only the
-    /// supervisor has it once the command runs; then reaps the intermediate child.
+    /// supervisor has it once the command runs. Then reaps the intermediate child.
     pub fn hand_over(self, listener: OwnedFd) -> Result<(), SuperviseError> {
         let sent = send_listener(self.socket.as_fd(), listener.as_fd());
         drop(listener);
@@ -76,7 +76,7 @@ pub fn start_detached(serve: impl FnOnce(BorrowedFd<'_>) -> u8) -> Result<Detach
     }
 
     // The supervisor: the socket on stdin, /dev/null on stdout, stderr kept for events, and
-    // every other inherited descriptor closed, so that it holds none of the workload's files.
+    // every other inherited descriptor closed, so that it keeps none of the workload's files open.
     drop(handoff.launcher);
     let _ = set_name(SUPERVISOR_NAME);
     let status = match isolate(handoff.supervisor) {

@@ -23,8 +23,8 @@ pub enum Forked {
 pub struct Intermediate(Pid);
 
 impl Intermediate {
-    /// Waits for the intermediate child, which exits as soon as it has forked; fails when its
-    /// second fork failed.
+    /// Waits for the intermediate child, which exits as soon as it has forked. Fails when that
+    /// child could not start a session or fork again.
     pub fn reap(self) -> Result<(), Errno> {
         match waitpid(self.0, None)? {
             WaitStatus::Exited(_, 0) => Ok(()),
@@ -80,7 +80,7 @@ pub fn close_from(first: RawFd) -> Result<(), Errno> {
     }
 }
 
-/// The number of threads of this process, from /proc/self/stat.
+/// Returns the number of threads of this process, read from /proc/self/stat.
 pub fn thread_count() -> Result<u64, std::io::Error> {
     use std::io::Read;
 

@@ -115,7 +115,7 @@ fn write_object<'a>(out: &mut Vec<u8>, attributes: impl Iterator<Item = (&'a str
         first = false;
         write_string(out, key);
         out.push(b':');
-        // Serialising strings, numbers and booleans into a Vec cannot fail.
+        // Writing into a Vec does not fail, and these values serialise without error.
         let _ = serde_json::to_writer(&mut *out, value);
     }
     out.push(b'}');
