@@ -4,6 +4,7 @@
 //! rule and compiles the BPF program, so a policy the kernel rejects fails before anything is
 //! applied, and the report describes exactly what the apply step puts in force.
 
+mod bpf;
 pub(crate) mod elf;
 pub mod landlock;
 mod profiles;

@@ -1,24 +1,24 @@
-//! The seccomp allow-list: profiles plus `allow` minus `deny`, compiled with seccompiler and
+//! The seccomp allow-list: profiles plus `allow` minus `deny`, compiled into one filter and
 //! installed on every thread.
 //!
 //! The filter itself returns the result of a call outside the allow-list (the plain filter:
 //! `defaultErrno` in enforce mode, SECCOMP_RET_LOG in audit mode), or hands the call to a
 //! supervisor process (SECCOMP_RET_USER_NOTIF), which responds to it and reports it.
 //!
-//! seccompiler has no USER_NOTIF action, so the allow-list is compiled once with SECCOMP_RET_TRAP
-//! as the mismatch action, which nothing else in the program returns, and every `ret TRAP` is then
-//! rewritten to the action wanted. The arch check seccompiler emits (`ret KILL_PROCESS`), the
-//! clone flag condition and the x32 prefix are untouched by the rewrite.
+//! A search tree over call numbers ([`super::bpf`]) decides the calls allowed whatever their
+//! arguments. seccompiler compiles the argument conditions. It has no USER_NOTIF action, so
+//! those calls are compiled with SECCOMP_RET_TRAP as the mismatch action, which nothing else in
+//! its program returns, and every `ret TRAP` is then rewritten to the action wanted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
-use super::{profiles, EnforceError};
+use super::bpf::BPF_RET_K;
+use super::{bpf, profiles, EnforceError};
 use crate::policy::{ErrnoName, Mode, SyscallName, SyscallRules};
 use crate::sys::seccomp as sys;
 
@@ -34,12 +34,6 @@ const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWCGROUP) as u64
     | 0x80; // CLONE_NEWTIME, missing from older libc releases.
-
-/// On x86_64, system call numbers with this bit set use the x32 ABI; the filter denies them all.
-#[cfg(target_arch = "x86_64")]
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 /// The mismatch action seccompiler compiles, rewritten afterwards.
 const MISMATCH_PLACEHOLDER: u32 = libc::SECCOMP_RET_TRAP;
@@ -207,7 +201,9 @@ impl SeccompPlan {
         u32::try_from(self.default_errno.number()).expect("errno values are positive")
     }
 
-    /// Compiles the allow-list with `mismatch` as the action for every other call.
+    /// Compiles the allow-list with `mismatch` as the action for every other call: a search tree
+    /// over the calls allowed whatever their arguments, and seccompiler's chain for the calls
+    /// with argument conditions (see [`super::bpf`]).
     fn compile(&self, mismatch: u32, handoff: Option<i32>) -> Result<BpfProgram, EnforceError> {
         let mut rules = self.rules.clone();
         if let Some(fd) = handoff {
@@ -217,19 +213,32 @@ impl SeccompPlan {
             }
         }
 
-        let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, target_arch()?)
-            .map_err(|error| EnforceError::SeccompCompile(error.to_string()))?;
-        let mut compiled: BpfProgram = filter
-            .try_into()
-            .map_err(|error: seccompiler::BackendError| EnforceError::SeccompCompile(error.to_string()))?;
+        let number = |nr: &i64| u32::try_from(*nr).expect("system call numbers are small and positive");
+        let (conditioned, allowed): (BTreeMap<i64, Vec<SeccompRule>>, BTreeMap<i64, Vec<SeccompRule>>) =
+            rules.into_iter().partition(|(_, conditions)| !conditions.is_empty());
+        let allowed: BTreeSet<u32> = allowed.keys().map(number).collect();
+        let conditioned_numbers: BTreeSet<u32> = conditioned.keys().map(number).collect();
+        let chain = if conditioned.is_empty() { None } else { Some(chain(conditioned, mismatch)?) };
 
-        for instruction in &mut compiled {
-            if instruction.code == BPF_RET_K && instruction.k == MISMATCH_PLACEHOLDER {
-                instruction.k = mismatch;
-            }
-        }
-        Ok(with_x32_denied(compiled, self.errno()))
+        Ok(bpf::program(&allowed, &conditioned_numbers, chain, mismatch, self.errno()))
     }
+}
+
+/// Compiles the calls with argument conditions with seccompiler, `mismatch` as the action when no
+/// condition holds.
+fn chain(rules: BTreeMap<i64, Vec<SeccompRule>>, mismatch: u32) -> Result<BpfProgram, EnforceError> {
+    let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, target_arch()?)
+        .map_err(|error| EnforceError::SeccompCompile(error.to_string()))?;
+    let mut compiled: BpfProgram = filter
+        .try_into()
+        .map_err(|error: seccompiler::BackendError| EnforceError::SeccompCompile(error.to_string()))?;
+
+    for instruction in &mut compiled {
+        if instruction.code == BPF_RET_K && instruction.k == MISMATCH_PLACEHOLDER {
+            instruction.k = mismatch;
+        }
+    }
+    Ok(compiled)
 }
 
 /// Why the supervised filter could not be installed.
@@ -270,42 +279,11 @@ fn target_arch() -> Result<TargetArch, EnforceError> {
         .map_err(|_| EnforceError::UnsupportedArchitecture(std::env::consts::ARCH))
 }
 
-/// Puts a check in front of the compiled program that fails every x32 system call with `errno`.
-///
-/// seccompiler validates the architecture, but x32 calls report AUDIT_ARCH_X86_64 too and differ
-/// only in bit 30 of the number. The prefix jumps only forward within itself and then falls
-/// through to the unchanged program, so the program's own jump offsets stay valid.
-#[cfg(target_arch = "x86_64")]
-fn with_x32_denied(program: BpfProgram, errno: u32) -> BpfProgram {
-    const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
-    // Offsets of `nr` and `arch` in struct seccomp_data.
-    const NR_OFFSET: u32 = 0;
-    const ARCH_OFFSET: u32 = 4;
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-
-    let instruction = |code, jt, jf, k| sock_filter { code, jt, jf, k };
-    let mut prefixed = vec![
-        instruction(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
-        // Another architecture: skip to the program, whose own check rejects it.
-        instruction(BPF_JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
-        instruction(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
-        instruction(BPF_JSET_K, 0, 1, X32_SYSCALL_BIT),
-        instruction(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | (errno & libc::SECCOMP_RET_DATA)),
-    ];
-    prefixed.extend(program);
-    prefixed
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn with_x32_denied(program: BpfProgram, _errno: u32) -> BpfProgram {
-    program
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
+
+    use seccompiler::sock_filter;
 
     use super::*;
     use crate::policy::ProfileName;
@@ -361,6 +339,14 @@ mod tests {
         program.iter().filter(|instruction| instruction.code == BPF_RET_K && instruction.k == action).count()
     }
 
+    fn run(program: &[sock_filter], nr: u32, args: [u64; 6]) -> u32 {
+        bpf::run(program, nr, bpf::NATIVE_ARCH, args)
+    }
+
+    fn number(name: &str) -> u32 {
+        name.parse::<SyscallName>().unwrap().sysno().id() as u32
+    }
+
     #[test]
     fn supervised_program_notifies_instead_of_failing() {
         let plan = SeccompPlan::build(&rules(vec![ProfileName::Base], &[], &[]), Mode::Enforce).unwrap();
@@ -369,14 +355,18 @@ mod tests {
         let supervised = plan.supervised_program(None).unwrap();
 
         assert_eq!(returns(&supervised, MISMATCH_PLACEHOLDER), 0);
-        assert!(returns(&supervised, libc::SECCOMP_RET_USER_NOTIF) > 0);
-        assert_eq!(returns(&plan.program, libc::SECCOMP_RET_USER_NOTIF), 0);
         assert_eq!(returns(&plan.program, MISMATCH_PLACEHOLDER), 0);
-        // The x32 prefix still fails x32 calls directly in both programs.
+        assert_eq!(run(&supervised, number("ptrace"), [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&plan.program, number("ptrace"), [0; 6]), errno);
+        // Namespace flags on clone fail the condition in seccompiler's chain.
+        let new_user = libc::CLONE_NEWUSER as u64;
+        assert_eq!(run(&supervised, number("clone"), [new_user, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&plan.program, number("clone"), [new_user, 0, 0, 0, 0, 0]), errno);
+        // x32 calls fail directly in both programs.
         #[cfg(target_arch = "x86_64")]
         {
-            assert_eq!(supervised[4].k, errno);
-            assert_eq!(plan.program[4].k, errno);
+            assert_eq!(run(&supervised, 0x4000_0000 | number("read"), [0; 6]), errno);
+            assert_eq!(run(&plan.program, 0x4000_0000 | number("read"), [0; 6]), errno);
         }
         assert_eq!(supervised.len(), plan.program.len());
     }
@@ -385,12 +375,64 @@ mod tests {
     fn handoff_descriptor_allows_sendmsg_on_it_only() {
         let plan = SeccompPlan::build(&rules(vec![ProfileName::Base], &[], &["sendmsg"]), Mode::Enforce).unwrap();
         let socket = std::fs::File::open("/dev/null").unwrap();
+        let fd = socket.as_raw_fd() as u64;
 
         let with_handoff = plan.supervised_program(Some(socket.as_fd())).unwrap();
         let without = plan.supervised_program(None).unwrap();
 
-        assert!(with_handoff.len() > without.len());
-        assert!(with_handoff.iter().any(|instruction| instruction.k == socket.as_raw_fd() as u32));
+        assert_eq!(run(&with_handoff, number("sendmsg"), [fd, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&with_handoff, number("sendmsg"), [fd + 1, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&without, number("sendmsg"), [fd, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+    }
+
+    /// The whole allow-list compiled by seccompiler alone, as one chain, with `mismatch` for
+    /// every other call.
+    fn seccompiler_chain(plan: &SeccompPlan, mismatch: u32, handoff: Option<i32>) -> BpfProgram {
+        let mut rules = plan.rules.clone();
+        let sendmsg = i64::from(syscalls::Sysno::sendmsg.id());
+        if let (Some(fd), false) = (handoff, rules.contains_key(&sendmsg)) {
+            rules.insert(sendmsg, vec![on_descriptor(fd).unwrap()]);
+        }
+        chain(rules, mismatch).unwrap()
+    }
+
+    #[test]
+    fn tree_decides_every_call_as_seccompiler_chain_does() {
+        let clone_flags =
+            [0, libc::CLONE_NEWNET as u64, libc::CLONE_THREAD as u64 | libc::CLONE_VM as u64, 0x80, u64::MAX];
+        for profile in ProfileName::ALL {
+            for (allow, deny) in [(&[][..], &[][..]), (&["unshare"][..], &["sendmsg"][..])] {
+                let plan = SeccompPlan::build(&rules(vec![profile], allow, deny), Mode::Enforce).unwrap();
+                let mismatch = plan.plain_action();
+                let cases = [
+                    (plan.program.clone(), seccompiler_chain(&plan, mismatch, None)),
+                    (
+                        plan.supervised_program(Some(std::io::stdin().as_fd())).unwrap(),
+                        seccompiler_chain(&plan, libc::SECCOMP_RET_USER_NOTIF, Some(0)),
+                    ),
+                ];
+                for (tree, reference) in cases {
+                    for nr in (0..1024).chain([u32::MAX, 0x8000_0000, 0x3fff_ffff, 0x4000_0001]) {
+                        for flags in clone_flags {
+                            let args = [flags, 0, 0, 0, 0, 0];
+                            // seccompiler's chain lets x32 calls through; the tree fails them.
+                            let expected = if cfg!(target_arch = "x86_64") && nr & 0x4000_0000 != 0 {
+                                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+                            } else {
+                                run(&reference, nr, args)
+                            };
+                            assert_eq!(run(&tree, nr, args), expected, "{profile:?} call {nr}, {args:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn base_filter_decides_calls_in_few_instructions() {
+        let plan = SeccompPlan::build(&rules(vec![ProfileName::Base], &[], &[]), Mode::Enforce).unwrap();
+        assert!(plan.filter_length() < 300, "{} instructions", plan.filter_length());
     }
 
     #[test]
