@@ -3,8 +3,10 @@
 # with the seccomp supervisor process), and under bwrap with
 # comparable confinement (read-only system directories, new namespaces, no network, and the same
 # seccomp filter, exported with `palisade policy compile`), measured side by side by hyperfine.
-# palisade-wrap is measured twice: the default release build (dynamically linked against glibc)
-# and the static-pie build the README recommends for production.
+# palisade-wrap is measured in three builds: the default release build (dynamically linked
+# against glibc), a static-pie glibc build, and the static musl build the README recommends for
+# production. The musl build needs the <arch>-unknown-linux-musl Rust target and musl-gcc; the
+# script installs both when it can.
 #
 # Usage: bench/launcher/run.sh [RUNS]   (default 500 runs per command)
 # Writes bench/launcher/results.json and prints a Markdown table for docs/benchmarks.md.
@@ -28,6 +30,12 @@ wrap="$target_dir/release/palisade-wrap"
 host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --locked --target "$host" -p palisade-wrap
 static_wrap="$target_dir/$host/release/palisade-wrap"
+
+musl="${host%%-*}-unknown-linux-musl"
+rustup target list --installed | grep -qx "$musl" || rustup target add "$musl" >&2
+command -v musl-gcc >/dev/null || apt-get install -y -qq musl-tools >/dev/null
+env "CC_${musl//-/_}=musl-gcc" cargo build --release --quiet --locked --target "$musl" -p palisade-wrap
+musl_wrap="$target_dir/$musl/release/palisade-wrap"
 filter=$(mktemp)
 trap 'rm -f "$filter"' EXIT
 "$target_dir/release/palisade" policy compile "$here/policy.yaml" -o "$filter" >/dev/null
@@ -42,6 +50,8 @@ hyperfine --warmup 50 --runs "$runs" --export-json "$here/results.json" \
     --command-name 'palisade-wrap (supervised)' "$wrap --policy $here/policy.yaml -- /usr/bin/true" \
     --command-name 'palisade-wrap static' "$static_wrap --policy $here/policy-plain.yaml -- /usr/bin/true" \
     --command-name 'palisade-wrap static (supervised)' "$static_wrap --policy $here/policy.yaml -- /usr/bin/true" \
+    --command-name 'palisade-wrap musl' "$musl_wrap --policy $here/policy-plain.yaml -- /usr/bin/true" \
+    --command-name 'palisade-wrap musl (supervised)' "$musl_wrap --policy $here/policy.yaml -- /usr/bin/true" \
     --command-name 'bwrap' "$bwrap_command" >&2
 
 python3 - "$here/results.json" "$runs" <<'PY'
@@ -51,7 +61,7 @@ base = results["/bin/true"]["median"]
 print(f"| command | median (ms) | added over /bin/true (ms) | ratio to /bin/true |")
 print(f"|---|---|---|---|")
 names = ["/bin/true", "palisade-wrap", "palisade-wrap (supervised)", "palisade-wrap static",
-         "palisade-wrap static (supervised)", "bwrap"]
+         "palisade-wrap static (supervised)", "palisade-wrap musl", "palisade-wrap musl (supervised)", "bwrap"]
 for name in names:
     median = results[name]["median"]
     print(f"| {name} | {median * 1000:.3f} | {(median - base) * 1000:.3f} | {median / base:.2f} |")

@@ -68,14 +68,17 @@ pub(super) fn program(
     let mut program = head(errno);
 
     let ranges = ranges(allowed, conditioned);
-    let mut tree = tree(&ranges, mismatch);
-    let chain_start = tree.len();
-    for (index, instruction) in tree.iter_mut().enumerate() {
+    let tree_start = program.len();
+    program.reserve(tree_length(&ranges) + chain.as_ref().map_or(0, Vec::len));
+    tree(&ranges, mismatch, &mut program);
+
+    // The chain follows the tree: point each leaf's jump at it.
+    let chain_start = program.len();
+    for (index, instruction) in program.iter_mut().enumerate().skip(tree_start) {
         if instruction.code == BPF_JA && instruction.k == CHAIN_PLACEHOLDER {
             instruction.k = u32::try_from(chain_start - index - 1).expect("the tree is shorter than 4096 instructions");
         }
     }
-    program.extend(tree);
 
     if !conditioned.is_empty() {
         program.extend(chain.expect("a chain is compiled whenever some calls have conditions"));
@@ -131,34 +134,45 @@ fn ranges(allowed: &BTreeSet<u32>, conditioned: &BTreeSet<u32>) -> Vec<(u32, Lea
     ranges
 }
 
-/// Emits a balanced search over `ranges`, which must not be empty. Each comparison sends numbers
-/// at or above the middle range's start to the right half; the left half follows it directly.
-fn tree(ranges: &[(u32, Leaf)], mismatch: u32) -> BpfProgram {
+/// Emits a balanced search over `ranges`, which must not be empty, at the end of `program`. Each
+/// comparison sends numbers at or above the middle range's start to the right half, and the left
+/// half follows it directly.
+fn tree(ranges: &[(u32, Leaf)], mismatch: u32, program: &mut BpfProgram) {
     if let [(_, leaf)] = ranges {
-        return vec![match leaf {
+        program.push(match leaf {
             Leaf::Allow => instruction(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
             Leaf::Mismatch => instruction(BPF_RET_K, 0, 0, mismatch),
             Leaf::Chain => instruction(BPF_JA, 0, 0, CHAIN_PLACEHOLDER),
-        }];
+        });
+        return;
     }
 
     let middle = ranges.len() / 2;
-    let left = tree(&ranges[..middle], mismatch);
-    let right = tree(&ranges[middle..], mismatch);
-    let boundary = ranges[middle].0;
-
-    let mut program = Vec::with_capacity(left.len() + right.len() + 2);
-    match u8::try_from(left.len()) {
+    let (left, right) = ranges.split_at(middle);
+    let boundary = right[0].0;
+    let left_length = tree_length(left);
+    match u8::try_from(left_length) {
         Ok(skip) => program.push(instruction(BPF_JGE_K, skip, 0, boundary)),
         // Conditional jumps reach 255 instructions at most: hop over the left half unconditionally.
         Err(_) => program.extend([
             instruction(BPF_JGE_K, 0, 1, boundary),
-            instruction(BPF_JA, 0, 0, u32::try_from(left.len()).expect("the tree is shorter than 4096 instructions")),
+            instruction(BPF_JA, 0, 0, u32::try_from(left_length).expect("the tree is shorter than 4096 instructions")),
         ]),
     }
-    program.extend(left);
-    program.extend(right);
-    program
+
+    tree(left, mismatch, program);
+    tree(right, mismatch, program);
+}
+
+/// Returns the number of instructions [`tree`] emits for `ranges`.
+fn tree_length(ranges: &[(u32, Leaf)]) -> usize {
+    if ranges.len() == 1 {
+        return 1;
+    }
+    let (left, right) = ranges.split_at(ranges.len() / 2);
+    let left_length = tree_length(left);
+    let comparison = if left_length <= usize::from(u8::MAX) { 1 } else { 2 };
+    comparison + left_length + tree_length(right)
 }
 
 /// Runs a classic BPF program on a seccomp_data, for tests. It supports the instructions that

@@ -205,21 +205,26 @@ impl SeccompPlan {
     /// over the calls allowed whatever their arguments, and seccompiler's chain for the calls
     /// with argument conditions (see [`super::bpf`]).
     fn compile(&self, mismatch: u32, handoff: Option<i32>) -> Result<BpfProgram, EnforceError> {
-        let mut rules = self.rules.clone();
-        if let Some(fd) = handoff {
-            let sendmsg = i64::from(syscalls::Sysno::sendmsg.id());
-            if !rules.get(&sendmsg).is_some_and(Vec::is_empty) {
-                rules.entry(sendmsg).or_default().push(on_descriptor(fd)?);
+        let number = |nr: i64| u32::try_from(nr).expect("system call numbers are small and positive");
+        let mut allowed = BTreeSet::new();
+        let mut conditioned = BTreeMap::new();
+        for (&nr, conditions) in &self.rules {
+            if conditions.is_empty() {
+                allowed.insert(number(nr));
+            } else {
+                conditioned.insert(nr, conditions.clone());
             }
         }
 
-        let number = |nr: &i64| u32::try_from(*nr).expect("system call numbers are small and positive");
-        let (conditioned, allowed): (BTreeMap<i64, Vec<SeccompRule>>, BTreeMap<i64, Vec<SeccompRule>>) =
-            rules.into_iter().partition(|(_, conditions)| !conditions.is_empty());
-        let allowed: BTreeSet<u32> = allowed.keys().map(number).collect();
-        let conditioned_numbers: BTreeSet<u32> = conditioned.keys().map(number).collect();
-        let chain = if conditioned.is_empty() { None } else { Some(chain(conditioned, mismatch)?) };
+        if let Some(fd) = handoff {
+            let sendmsg = i64::from(syscalls::Sysno::sendmsg.id());
+            if !allowed.contains(&number(sendmsg)) {
+                conditioned.entry(sendmsg).or_insert_with(Vec::new).push(on_descriptor(fd)?);
+            }
+        }
 
+        let conditioned_numbers: BTreeSet<u32> = conditioned.keys().map(|&nr| number(nr)).collect();
+        let chain = if conditioned.is_empty() { None } else { Some(chain(conditioned, mismatch)?) };
         Ok(bpf::program(&allowed, &conditioned_numbers, chain, mismatch, self.errno()))
     }
 }
