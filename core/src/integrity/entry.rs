@@ -136,14 +136,22 @@ impl Entry {
 /// stays as it is, every other byte (space, tab, newline, non-ASCII) becomes `%XX`.
 pub fn escape(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len());
+    escape_into(&mut text, bytes);
+    text
+}
+
+/// Appends the escaped form of `bytes` (see [`escape`]) to `text`.
+pub fn escape_into(text: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &byte in bytes {
         if byte.is_ascii_graphic() && !matches!(byte, b'%' | b'=' | b';') {
             text.push(char::from(byte));
         } else {
-            text.push_str(&format!("%{byte:02X}"));
+            text.push('%');
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
     }
-    text
 }
 
 /// Escapes a path; see [`escape`].

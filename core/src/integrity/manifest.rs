@@ -21,13 +21,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use rayon::prelude::*;
 
-use super::entry::{escape, escape_path, unescape, Entry, EntryKind, EntryNote, Timestamp};
+use super::entry::{escape, escape_into, escape_path, unescape, Entry, EntryKind, EntryNote, Timestamp};
 use super::{DigestAlgorithm, IntegrityError, Scope};
 
 /// The format version this release writes and reads.
@@ -35,6 +35,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const MAGIC: &str = "palisade-integrity-manifest";
 const FIELDS: usize = 16;
+/// Entries encoded into one buffer by one worker.
+const ENCODE_BLOCK: usize = 4096;
 
 /// A recorded baseline: what was covered, how, and every entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,17 +66,21 @@ impl Manifest {
             let _ = writeln!(text, "high-assurance {}", escape_path(root));
         }
         let _ = writeln!(text, "entries {}", self.entries.len());
-        let lines: Vec<String> = self
+        // Entries are encoded in parallel, a block of them into each buffer.
+        let blocks: Vec<String> = self
             .entries
-            .par_iter()
-            .map(|entry| {
-                let mut line = String::with_capacity(200);
-                encode_entry(&mut line, entry);
-                line
+            .par_chunks(ENCODE_BLOCK)
+            .map(|entries| {
+                let mut block = String::with_capacity(entries.len() * 200);
+                for entry in entries {
+                    encode_entry(&mut block, entry);
+                }
+                block
             })
             .collect();
-        for line in lines {
-            text.push_str(&line);
+        text.reserve(blocks.iter().map(String::len).sum::<usize>() + 4);
+        for block in blocks {
+            text.push_str(&block);
         }
         text.push_str("end\n");
         text.into_bytes()
@@ -229,24 +235,12 @@ pub(crate) fn algorithm_name(algorithm: DigestAlgorithm) -> &'static str {
     }
 }
 
+/// Appends one entry's line: tab-separated fields, `-` for an absent one.
 fn encode_entry(text: &mut String, entry: &Entry) {
-    let target = entry.target.as_deref().map(escape_path).unwrap_or_else(|| "-".to_owned());
-    let xattrs = if entry.xattrs.is_empty() {
-        "-".to_owned()
-    } else {
-        let pairs: Vec<String> =
-            entry.xattrs.iter().map(|(name, value)| format!("{}={}", escape(name), hex::encode(value))).collect();
-        pairs.join(";")
-    };
-    let digest = entry.digest.as_deref().map(hex::encode).unwrap_or_else(|| "-".to_owned());
-    let note = match &entry.note {
-        Some(EntryNote::PseudoFilesystem(name)) => format!("pseudo:{}", escape(name.as_bytes())),
-        None => "-".to_owned(),
-    };
-    let _ = writeln!(
+    escape_into(text, entry.path_bytes());
+    let _ = write!(
         text,
-        "{}\t{}\t{:04o}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-        escape_path(&entry.path),
+        "\t{}\t{:04o}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t",
         entry.kind,
         entry.mode,
         entry.uid,
@@ -258,11 +252,50 @@ fn encode_entry(text: &mut String, entry: &Entry) {
         entry.inode,
         entry.nlink,
         entry.rdev,
-        target,
-        xattrs,
-        digest,
-        note,
     );
+
+    match &entry.target {
+        Some(target) => escape_into(text, target.as_os_str().as_bytes()),
+        None => text.push('-'),
+    }
+    text.push('\t');
+
+    if entry.xattrs.is_empty() {
+        text.push('-');
+    }
+    for (index, (name, value)) in entry.xattrs.iter().enumerate() {
+        if index > 0 {
+            text.push(';');
+        }
+        escape_into(text, name);
+        text.push('=');
+        push_hex(text, value);
+    }
+    text.push('\t');
+
+    match &entry.digest {
+        Some(digest) => push_hex(text, digest),
+        None => text.push('-'),
+    }
+    text.push('\t');
+
+    match &entry.note {
+        Some(EntryNote::PseudoFilesystem(name)) => {
+            text.push_str("pseudo:");
+            escape_into(text, name.as_bytes());
+        }
+        None => text.push('-'),
+    }
+    text.push('\n');
+}
+
+/// Appends `bytes` as lowercase hexadecimal.
+fn push_hex(text: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
 }
 
 fn decode_entry(line: &str) -> Result<Entry, String> {

@@ -69,11 +69,6 @@ pub struct Scan {
 /// Keyed by path bytes, which hash faster than `Path`'s component-wise hashing.
 pub(crate) type ReuseMap<'a> = HashMap<&'a [u8], &'a Entry>;
 
-enum Outcome {
-    Entry(Entry, Flags),
-    Error(EntryError),
-}
-
 #[derive(Clone, Copy, Default)]
 struct Flags {
     changed_while_reading: bool,
@@ -88,9 +83,9 @@ struct Walker<'a> {
     options: &'a ScanOptions,
     mounts: MountTable,
     reuse: Option<&'a ReuseMap<'a>>,
-    /// Every outcome, in the order the workers produced them. One shared vector instead of one
-    /// per directory: entries are moved once, not once per level of the tree.
-    sink: Mutex<Vec<Outcome>>,
+    /// Every outcome, in the order the workers produced it. Entries go into one shared vector,
+    /// which becomes the scan's sorted list in place: each entry is moved once.
+    sink: Mutex<Scan>,
 }
 
 /// Records every entry under the scope's roots.
@@ -106,7 +101,7 @@ pub(crate) fn scan_reusing(
     let walker = Walker::new(scope, options, reuse)?;
 
     scope.roots.par_iter().for_each(|root| walker.visit_root(root));
-    Ok(collect(walker.into_outcomes()))
+    Ok(walker.finish())
 }
 
 /// Records the entries at the given paths: each path alone, or with everything below it when
@@ -122,34 +117,13 @@ pub(crate) fn scan_paths(
             let physical = under_prefix(options.prefix.as_deref(), path);
             match std::fs::symlink_metadata(&physical) {
                 Ok(metadata) if *recursive => walker.visit(path.clone(), physical, metadata, None),
-                Ok(metadata) => walker.push(walker.record(path, Source::Path(&physical), &metadata)),
+                Ok(metadata) => walker.push(walker.record(path.clone(), Source::Path(&physical), &metadata)),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => walker.push_error(EntryError { path: path.clone(), operation: "lstat", error }),
             }
         },
     );
-    Ok(collect(walker.into_outcomes()))
-}
-
-fn collect(outcomes: Vec<Outcome>) -> Scan {
-    let mut scan = Scan::default();
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Entry(entry, flags) => {
-                if flags.changed_while_reading {
-                    scan.changed_while_reading.push(entry.path.clone());
-                }
-                scan.files_hashed += u64::from(flags.hashed);
-                scan.digests_reused += u64::from(flags.reused);
-                scan.bytes_hashed += flags.bytes;
-                scan.entries.push(entry);
-            }
-            Outcome::Error(error) => scan.errors.push(error),
-        }
-    }
-    scan.entries.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
-    scan.changed_while_reading.sort();
-    scan
+    Ok(walker.finish())
 }
 
 impl<'a> Walker<'a> {
@@ -164,20 +138,32 @@ impl<'a> Walker<'a> {
             options,
             mounts: MountTable::read(),
             reuse,
-            sink: Mutex::new(Vec::new()),
+            sink: Mutex::new(Scan::default()),
         })
     }
 
-    fn into_outcomes(self) -> Vec<Outcome> {
-        self.sink.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Returns the scan with its entries sorted by path.
+    fn finish(self) -> Scan {
+        let mut scan = self.sink.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        scan.entries.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        scan.changed_while_reading.sort();
+        scan
     }
 
     fn push(&self, recorded: Result<(Entry, Flags), EntryError>) {
-        let outcome = match recorded {
-            Ok((entry, flags)) => Outcome::Entry(entry, flags),
-            Err(error) => Outcome::Error(error),
-        };
-        self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(outcome);
+        let mut scan = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match recorded {
+            Ok((entry, flags)) => {
+                if flags.changed_while_reading {
+                    scan.changed_while_reading.push(entry.path.clone());
+                }
+                scan.files_hashed += u64::from(flags.hashed);
+                scan.digests_reused += u64::from(flags.reused);
+                scan.bytes_hashed += flags.bytes;
+                scan.entries.push(entry);
+            }
+            Err(error) => scan.errors.push(error),
+        }
     }
 
     fn push_error(&self, error: EntryError) {
@@ -203,7 +189,7 @@ impl<'a> Walker<'a> {
 
     /// Records one entry and, for a directory, everything below it.
     fn visit(&self, path: PathBuf, physical: PathBuf, metadata: Metadata, parent_device: Option<u64>) {
-        let (mut entry, flags) = match self.record(&path, Source::Path(&physical), &metadata) {
+        let (mut entry, flags) = match self.record(path.clone(), Source::Path(&physical), &metadata) {
             Ok(recorded) => recorded,
             Err(error) => return self.push_error(error),
         };
@@ -239,7 +225,7 @@ impl<'a> Walker<'a> {
             // lstat-ed first.
             if regular && self.reuse.is_none() {
                 match open_regular_at(directory, &name) {
-                    Ok((file, metadata)) => return self.push(self.record(&child, Source::Opened(file), &metadata)),
+                    Ok((file, metadata)) => return self.push(self.record(child, Source::Opened(file), &metadata)),
                     Err(HashFailure::Io(_, error)) if error.kind() == io::ErrorKind::NotFound => return,
                     Err(HashFailure::Io(operation, error)) => {
                         return self.push_error(EntryError { path: child, operation, error })
@@ -260,8 +246,8 @@ impl<'a> Walker<'a> {
 
     /// Builds the entry for one path from `lstat` metadata, its extended attributes and, for a
     /// regular file, its digest. With [`Source::Opened`], `metadata` is the opened file's `fstat`.
-    fn record(&self, path: &Path, source: Source<'_>, metadata: &Metadata) -> Result<(Entry, Flags), EntryError> {
-        let error = |operation, error| EntryError { path: path.to_owned(), operation, error };
+    fn record(&self, path: PathBuf, source: Source<'_>, metadata: &Metadata) -> Result<(Entry, Flags), EntryError> {
+        let error = |operation, error| EntryError { path: path.clone(), operation, error };
         let kind = EntryKind::from_mode(metadata.mode())
             .ok_or_else(|| error("recognise the type of", io::Error::from(io::ErrorKind::Unsupported)))?;
 
@@ -277,7 +263,7 @@ impl<'a> Walker<'a> {
                 // Setting or removing an extended attribute updates ctime, so an unchanged file (see
                 // `reusable`) keeps its recorded attributes as well as its digest.
                 if kind == EntryKind::File {
-                    reused = self.reusable(path, metadata);
+                    reused = self.reusable(&path, metadata);
                 }
                 match reused {
                     Some(previous) => Ok(previous.xattrs.clone()),
@@ -321,7 +307,7 @@ impl<'a> Walker<'a> {
         }
 
         let entry = Entry {
-            path: path.to_owned(),
+            path,
             kind,
             mode: metadata.mode() & 0o7777,
             uid: metadata.uid(),
