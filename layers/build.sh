@@ -1,6 +1,10 @@
 #!/bin/sh
 # Builds the Palisade Lambda layer zip: extensions/palisade-extension, palisade-wrap and
-# palisade/policy.yaml, with static-pie glibc binaries that run on Amazon Linux 2 and 2023.
+# palisade/policy.yaml, as static binaries that run on Amazon Linux 2 and 2023. The extension is
+# a static-pie glibc executable. palisade-wrap is a static musl executable when the
+# <arch>-unknown-linux-musl Rust target and musl-gcc are installed: glibc's start-up code runs
+# dozens of CPUID instructions, each a VM exit under Lambda's hypervisor. Otherwise it is a
+# static-pie glibc executable too, and the script says so.
 #
 # Usage: layers/build.sh [OUTPUT_DIR]   (default: layers/dist)
 # Writes OUTPUT_DIR/palisade-layer-x86_64.zip, and palisade-layer-arm64.zip when the
@@ -37,25 +41,51 @@ PYTHON
     fi
 }
 
+# Prints the musl target to build palisade-wrap for, for Rust target $1 and layer architecture
+# $2, or nothing (and why, on stderr) when the launcher must be a glibc build.
+musl_target_for() {
+    musl_target="${1%%-*}-unknown-linux-musl"
+    if [ "${1%%-*}" != "$(uname -m)" ]; then
+        echo "palisade-wrap for $2 is a glibc build: Debian's musl-gcc builds only for $(uname -m)" >&2
+    elif ! rustup target list --installed 2>/dev/null | grep -qx "$musl_target"; then
+        echo "palisade-wrap for $2 is a glibc build: the $musl_target Rust target is not installed (rustup target add $musl_target)" >&2
+    elif ! command -v musl-gcc >/dev/null 2>&1; then
+        echo "palisade-wrap for $2 is a glibc build: musl-gcc is missing (apt-get install musl-tools)" >&2
+    else
+        echo "$musl_target"
+    fi
+}
+
 # Builds the layer for Rust target $1 and writes palisade-layer-$2.zip.
 build_layer() {
     rust_target=$1
     layer_arch=$2
+    musl_target=$(musl_target_for "$rust_target" "$layer_arch")
+    wrap_target=${musl_target:-$rust_target}
+    glibc_packages="-p palisade-extension"
+    [ -n "$musl_target" ] || glibc_packages="$glibc_packages -p palisade-wrap"
+
     # An explicit --target keeps +crt-static off build scripts and proc macros, which must stay
     # dynamic; the binaries become static-pie glibc executables with no runtime dependency.
     # Size over speed: the zipped layer counts against Lambda's 250 MB unzipped limit and adds to
     # cold-start download time; fat LTO and one codegen unit remove most duplicated code.
+    # shellcheck disable=SC2086 # $glibc_packages is a list of arguments.
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked \
         --config 'profile.release.opt-level="s"' --config 'profile.release.lto="fat"' \
         --config 'profile.release.codegen-units=1' \
-        --manifest-path "$repo/Cargo.toml" --target "$rust_target" \
-        -p palisade-extension -p palisade-wrap
+        --manifest-path "$repo/Cargo.toml" --target "$rust_target" $glibc_packages
+    if [ -n "$musl_target" ]; then
+        env "CC_$(echo "$musl_target" | tr - _)=musl-gcc" cargo build --quiet --release --locked \
+            --config 'profile.release.opt-level="s"' --config 'profile.release.lto="fat"' \
+            --config 'profile.release.codegen-units=1' \
+            --manifest-path "$repo/Cargo.toml" --target "$musl_target" -p palisade-wrap
+    fi
 
     staging=$(mktemp -d)
     trap 'rm -rf "$staging"' EXIT
     mkdir -p "$staging/extensions" "$staging/palisade"
     install -m 0755 "$target_dir/$rust_target/release/palisade-extension" "$staging/extensions/palisade-extension"
-    install -m 0755 "$target_dir/$rust_target/release/palisade-wrap" "$staging/palisade-wrap"
+    install -m 0755 "$target_dir/$wrap_target/release/palisade-wrap" "$staging/palisade-wrap"
     install -m 0644 "$repo/layers/policy.yaml" "$staging/palisade/policy.yaml"
     make_zip "$staging" "$output/palisade-layer-$layer_arch.zip"
     rm -rf "$staging"

@@ -95,6 +95,48 @@ fn layer_binaries_run_on_amazon_linux() {
 }
 
 #[test]
+fn layer_launcher_confines_a_shell() {
+    let work = tempfile::tempdir().unwrap();
+    let layer = build_and_extract(work.path());
+    let allowed = work.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    let shell = std::fs::canonicalize("/bin/sh").unwrap();
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: palisade.dev/v1alpha1\n\
+             kind: WorkloadPolicy\n\
+             metadata: {{name: layer-launcher}}\n\
+             spec:\n\
+             \x20 process: {{execute: [{shell}, /lib64/ld-linux-x86-64.so.2]}}\n\
+             \x20 filesystem: {{read: [/usr/lib, /usr/lib64, /etc/ld.so.cache], write: [{allowed}]}}\n\
+             \x20 syscalls: {{profiles: [base]}}\n",
+            shell = shell.display(),
+            allowed = allowed.display(),
+        ),
+    )
+    .unwrap();
+    let script = format!("echo in > {0}/in; echo out > {1}/out", allowed.display(), work.path().display());
+
+    let run = Command::new(layer.join("palisade-wrap"))
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--")
+        .arg(&shell)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("\"event_name\":\"palisade.policy.applied\""), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!run.status.success());
+    assert!(allowed.join("in").exists());
+    assert!(!work.path().join("out").exists());
+}
+
+#[test]
 fn glibc_check_reads_versions() {
     // The check itself must see versions: the system's dynamic python3 needs some glibc.
     let newest = newest_glibc(&support::python());

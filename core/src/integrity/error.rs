@@ -34,6 +34,9 @@ pub enum IntegrityError {
     #[error("cannot generate a key: reading /dev/urandom failed: {0}")]
     Random(std::io::Error),
 
+    #[error("cannot start {threads} scan threads: {reason}; pass fewer threads (--threads)")]
+    ThreadPool { threads: usize, reason: String },
+
     #[error("cannot start {backend} watch: {source}")]
     WatchInit { backend: &'static str, source: std::io::Error },
 

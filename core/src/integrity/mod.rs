@@ -46,7 +46,7 @@ pub use entry::{escape, escape_path, unescape, Entry, EntryKind, EntryNote, Time
 pub use error::IntegrityError;
 pub use events::{change_event, coverage_lost_event, verified_event};
 pub use manifest::{Manifest, FORMAT_VERSION};
-pub use scan::{scan, EntryError, Progress, Scan, ScanOptions};
+pub use scan::{default_threads, scan, EntryError, Progress, Scan, ScanOptions};
 pub use scope::Scope;
 pub use verify::{compare, compare_entry, verify, AttributeChange, Change, ChangeKind, Report, VerifyOptions};
 

@@ -40,6 +40,34 @@ pub struct ScanOptions {
     /// their mount points.
     pub descend_pseudo: bool,
     pub progress: Option<Arc<Progress>>,
+    /// Threads that walk, read and hash; 0 uses [`default_threads`].
+    pub threads: usize,
+}
+
+/// Scan threads per CPU by default. A scan of files outside the page cache mostly waits for
+/// reads, so it keeps more reads in flight than there are CPUs. On a 2-CPU VM, a baseline of
+/// 100,000 uncached small files took 4.1 s with 2 threads and 1.5 s with 16. With the files
+/// cached, both took 0.4 s.
+const THREADS_PER_CPU: usize = 8;
+
+/// Upper bound on the default number of scan threads.
+const MAX_DEFAULT_THREADS: usize = 64;
+
+/// Returns the number of scan threads used when [`ScanOptions::threads`] is 0.
+pub fn default_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    (cpus * THREADS_PER_CPU).min(MAX_DEFAULT_THREADS)
+}
+
+/// Runs `scan` on a thread pool of its own, sized by `options`.
+fn in_pool(options: &ScanOptions, scan: impl FnOnce() -> Scan + Send) -> Result<Scan, IntegrityError> {
+    let threads = if options.threads == 0 { default_threads() } else { options.threads };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|index| format!("scan-{index}"))
+        .build()
+        .map_err(|error| IntegrityError::ThreadPool { threads, reason: error.to_string() })?;
+    Ok(pool.install(scan))
 }
 
 /// An entry that could not be recorded completely.
@@ -100,8 +128,10 @@ pub(crate) fn scan_reusing(
 ) -> Result<Scan, IntegrityError> {
     let walker = Walker::new(scope, options, reuse)?;
 
-    scope.roots.par_iter().for_each(|root| walker.visit_root(root));
-    Ok(walker.finish())
+    in_pool(options, || {
+        scope.roots.par_iter().for_each(|root| walker.visit_root(root));
+        walker.finish()
+    })
 }
 
 /// Records the entries at the given paths: each path alone, or with everything below it when
@@ -112,18 +142,20 @@ pub(crate) fn scan_paths(
     paths: &[(PathBuf, bool)],
 ) -> Result<Scan, IntegrityError> {
     let walker = Walker::new(scope, options, None)?;
-    paths.par_iter().filter(|(path, _)| scope.contains(path) && !walker.is_excluded(path)).for_each(
-        |(path, recursive)| {
-            let physical = under_prefix(options.prefix.as_deref(), path);
-            match std::fs::symlink_metadata(&physical) {
-                Ok(metadata) if *recursive => walker.visit(path.clone(), physical, metadata, None),
-                Ok(metadata) => walker.push(walker.record(path.clone(), Source::Path(&physical), &metadata)),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => walker.push_error(EntryError { path: path.clone(), operation: "lstat", error }),
-            }
-        },
-    );
-    Ok(walker.finish())
+    in_pool(options, || {
+        paths.par_iter().filter(|(path, _)| scope.contains(path) && !walker.is_excluded(path)).for_each(
+            |(path, recursive)| {
+                let physical = under_prefix(options.prefix.as_deref(), path);
+                match std::fs::symlink_metadata(&physical) {
+                    Ok(metadata) if *recursive => walker.visit(path.clone(), physical, metadata, None),
+                    Ok(metadata) => walker.push(walker.record(path.clone(), Source::Path(&physical), &metadata)),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => walker.push_error(EntryError { path: path.clone(), operation: "lstat", error }),
+                }
+            },
+        );
+        walker.finish()
+    })
 }
 
 impl<'a> Walker<'a> {
@@ -380,5 +412,39 @@ impl Listing {
             names.push((OsStr::from_bytes(name).to_owned(), entry.file_type() == Some(Type::File)));
         }
         Ok(Self { directory, names })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for index in 0..50 {
+            std::fs::write(dir.path().join(format!("f{index}")), index.to_string()).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn default_threads_exceed_cpus_within_limit() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+
+        assert!(default_threads() >= cpus.min(MAX_DEFAULT_THREADS));
+        assert!(default_threads() <= MAX_DEFAULT_THREADS);
+    }
+
+    #[test]
+    fn scan_gives_same_entries_for_any_thread_count() {
+        let dir = tree();
+        let scope = Scope::new(vec![dir.path().to_owned()], Vec::new(), Vec::new()).unwrap();
+
+        let single = scan(&scope, &ScanOptions { threads: 1, ..ScanOptions::default() }).unwrap();
+        let default = scan(&scope, &ScanOptions::default()).unwrap();
+
+        assert_eq!(single.entries.len(), 51);
+        assert_eq!(single.entries, default.entries);
+        assert_eq!(default.files_hashed, 50);
     }
 }

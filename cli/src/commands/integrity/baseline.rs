@@ -20,7 +20,8 @@ pub struct BaselineArgs {
     /// Sign the manifest with this ed25519 secret key (from `palisade integrity keygen`).
     #[arg(long, value_name = "KEY")]
     signing_key: Option<PathBuf>,
-    /// Hashing threads; 0 uses one per CPU.
+    /// Threads that walk, read and hash files; 0 uses 8 per CPU (at most 64), because a scan
+    /// of files outside the page cache mostly waits for reads.
     #[arg(long, default_value_t = 0)]
     threads: usize,
 }
@@ -43,6 +44,7 @@ pub fn run(args: BaselineArgs) -> u8 {
         prefix: args.scope.root.clone(),
         descend_pseudo: args.scope.descend_pseudo,
         progress: Some(progress.counters()),
+        threads: args.threads,
     };
     let baseline = match integrity::baseline(&scope, &options) {
         Ok(baseline) => baseline,

@@ -92,7 +92,8 @@ fn report_error(error: &dyn std::fmt::Display) -> u8 {
     EXIT_ERROR
 }
 
-/// Sets the number of hashing threads; 0 keeps the default (one per CPU).
+/// Sets the number of threads for the work after a scan (comparing, encoding); 0 keeps the
+/// default of one per CPU. Scans run on a pool of their own (`ScanOptions::threads`).
 fn configure_threads(threads: usize) {
     if threads > 0 {
         // Fails only when the pool was already built, which the command line never does.

@@ -42,7 +42,8 @@ pub struct VerifyArgs {
     /// as JSON lines on stderr.
     #[arg(long)]
     events: bool,
-    /// Hashing threads; 0 uses one per CPU.
+    /// Threads that walk, read and hash files; 0 uses 8 per CPU (at most 64), because a scan
+    /// of files outside the page cache mostly waits for reads.
     #[arg(long, default_value_t = 0)]
     threads: usize,
 }
@@ -63,7 +64,12 @@ pub fn run(args: VerifyArgs) -> u8 {
     // Scan and compare.
     let progress = ProgressLine::start();
     let options = VerifyOptions {
-        scan: ScanOptions { prefix: args.root.clone(), progress: Some(progress.counters()), ..ScanOptions::default() },
+        scan: ScanOptions {
+            prefix: args.root.clone(),
+            progress: Some(progress.counters()),
+            threads: args.threads,
+            ..ScanOptions::default()
+        },
         metadata_fast_path: args.fast,
         ignore_identity: args.ignore_identity,
     };

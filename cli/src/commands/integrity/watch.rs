@@ -38,7 +38,8 @@ pub struct WatchArgs {
     /// else as JSON lines on stderr.
     #[arg(long)]
     events: bool,
-    /// Hashing threads; 0 uses one per CPU.
+    /// Threads that walk, read and hash files; 0 uses 8 per CPU (at most 64), because a scan
+    /// of files outside the page cache mostly waits for reads.
     #[arg(long, default_value_t = 0)]
     threads: usize,
 }
@@ -68,6 +69,7 @@ pub fn run(args: WatchArgs) -> u8 {
             prefix: args.scope.root.clone(),
             descend_pseudo: args.scope.descend_pseudo,
             progress: None,
+            threads: args.threads,
         },
         settle: Duration::from_millis(args.settle_ms),
     };
