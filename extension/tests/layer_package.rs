@@ -92,6 +92,29 @@ fn layer_binaries_run_on_amazon_linux() {
     }
     let version = Command::new(layer.join("palisade-wrap")).arg("--version").output().unwrap();
     assert!(version.status.success(), "the static palisade-wrap does not run");
+    if musl_installed() {
+        assert!(
+            !links_glibc(&layer.join("palisade-wrap")),
+            "palisade-wrap is a glibc build although musl is installed"
+        );
+    }
+}
+
+/// Returns whether layers/build.sh can build palisade-wrap against musl here: the Rust target
+/// and musl-gcc are installed.
+fn musl_installed() -> bool {
+    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let has_target =
+        targets.is_ok_and(|output| String::from_utf8_lossy(&output.stdout).lines().any(|line| line == target));
+    has_target && Command::new("sh").args(["-c", "command -v musl-gcc"]).status().is_ok_and(|status| status.success())
+}
+
+/// Returns whether a static binary contains glibc, whose tunable names are compiled into every
+/// static glibc program.
+fn links_glibc(binary: &Path) -> bool {
+    let bytes = std::fs::read(binary).unwrap();
+    bytes.windows(b"glibc.malloc.".len()).any(|window| window == b"glibc.malloc.")
 }
 
 #[test]

@@ -27,13 +27,19 @@ const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 
 /// The audit architecture the kernel reports for native calls (`AUDIT_ARCH_*` in
-/// linux/audit.h).
-#[cfg(target_arch = "x86_64")]
-pub(super) const NATIVE_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-pub(super) const NATIVE_ARCH: u32 = 0xC000_00B7;
-#[cfg(target_arch = "riscv64")]
-pub(super) const NATIVE_ARCH: u32 = 0xC000_00F3;
+/// linux/audit.h), on the architectures seccompiler supports.
+pub(super) const NATIVE_ARCH: Option<u32> = if cfg!(target_arch = "x86_64") {
+    Some(0xC000_003E)
+} else if cfg!(target_arch = "aarch64") {
+    Some(0xC000_00B7)
+} else if cfg!(target_arch = "riscv64") {
+    Some(0xC000_00F3)
+} else {
+    None
+};
+
+/// The kernel's limit on the length of one classic BPF program (BPF_MAXINSNS).
+pub(super) const MAX_INSTRUCTIONS: usize = 4096;
 
 /// On x86_64, system call numbers with this bit set use the x32 ABI. They report
 /// AUDIT_ARCH_X86_64 too, so the architecture check alone lets them through.
@@ -52,20 +58,21 @@ enum Leaf {
     Chain,
 }
 
-/// Builds the filter. A call from another architecture kills the process, as seccompiler's own
+/// Builds the filter for the audit architecture `arch`. A call from another architecture kills the process, as seccompiler's own
 /// check does, and an x32 call fails with `errno`. A number in `allowed` is allowed, a number in
 /// `conditioned` continues to `chain`, and every other number gets `mismatch`.
 ///
 /// `chain` is a complete seccompiler program for the `conditioned` calls; it must be present
 /// when `conditioned` is not empty.
 pub(super) fn program(
+    arch: u32,
     allowed: &BTreeSet<u32>,
     conditioned: &BTreeSet<u32>,
     chain: Option<BpfProgram>,
     mismatch: u32,
     errno: u32,
 ) -> BpfProgram {
-    let mut program = head(errno);
+    let mut program = head(arch, errno);
 
     let ranges = ranges(allowed, conditioned);
     let tree_start = program.len();
@@ -91,10 +98,10 @@ fn instruction(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 }
 
 /// Checks the architecture, denies x32 calls and loads the call's number for the tree.
-fn head(errno: u32) -> BpfProgram {
+fn head(arch: u32, errno: u32) -> BpfProgram {
     let mut head = vec![
         instruction(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
-        instruction(BPF_JEQ_K, 1, 0, NATIVE_ARCH),
+        instruction(BPF_JEQ_K, 1, 0, arch),
         instruction(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
         instruction(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
     ];
@@ -219,7 +226,9 @@ mod tests {
     use super::*;
 
     const ERRNO: u32 = libc::ENOSYS as u32;
-    const MISMATCH: u32 = libc::SECCOMP_RET_ERRNO | ERRNO;
+    /// Differs from the x32 check's return, so a test shows which part decided a call.
+    const MISMATCH: u32 = libc::SECCOMP_RET_LOG;
+    const ARCH: u32 = NATIVE_ARCH.unwrap();
 
     fn set(numbers: &[u32]) -> BTreeSet<u32> {
         numbers.iter().copied().collect()
@@ -244,13 +253,13 @@ mod tests {
     #[test]
     fn tree_decides_each_number_by_its_range() {
         let allowed: BTreeSet<u32> = (0..400).filter(|number| number % 3 != 0).collect();
-        let program = program(&allowed, &BTreeSet::new(), None, MISMATCH, ERRNO);
+        let program = program(ARCH, &allowed, &BTreeSet::new(), None, MISMATCH, ERRNO);
 
         for nr in (0..1000).chain([u32::MAX - 1, u32::MAX, 0x8000_0000]) {
             let expected = if allowed.contains(&nr) { libc::SECCOMP_RET_ALLOW } else { MISMATCH };
             #[cfg(target_arch = "x86_64")]
-            let expected = if nr & X32_SYSCALL_BIT != 0 { MISMATCH } else { expected };
-            assert_eq!(run(&program, nr, NATIVE_ARCH, [0; 6]), expected, "system call {nr}");
+            let expected = if nr & X32_SYSCALL_BIT != 0 { libc::SECCOMP_RET_ERRNO | ERRNO } else { expected };
+            assert_eq!(run(&program, nr, ARCH, [0; 6]), expected, "system call {nr}");
         }
     }
 
@@ -258,36 +267,36 @@ mod tests {
     fn long_left_halves_are_jumped_over() {
         // Every other number allowed: hundreds of ranges, so the top comparisons are far apart.
         let allowed: BTreeSet<u32> = (0..1200).step_by(2).collect();
-        let program = program(&allowed, &BTreeSet::new(), None, MISMATCH, ERRNO);
+        let program = program(ARCH, &allowed, &BTreeSet::new(), None, MISMATCH, ERRNO);
         assert!(program.iter().any(|instruction| instruction.code == BPF_JA));
 
         for nr in 0..1300 {
             let expected = if allowed.contains(&nr) { libc::SECCOMP_RET_ALLOW } else { MISMATCH };
-            assert_eq!(run(&program, nr, NATIVE_ARCH, [0; 6]), expected, "system call {nr}");
+            assert_eq!(run(&program, nr, ARCH, [0; 6]), expected, "system call {nr}");
         }
     }
 
     #[test]
     fn other_architectures_are_killed() {
-        let program = program(&set(&[1]), &BTreeSet::new(), None, MISMATCH, ERRNO);
+        let program = program(ARCH, &set(&[1]), &BTreeSet::new(), None, MISMATCH, ERRNO);
         assert_eq!(run(&program, 1, 0x4000_0003, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
     }
 
     #[test]
     fn conditioned_calls_continue_to_the_chain() {
-        let chain = vec![instruction(BPF_RET_K, 0, 0, libc::SECCOMP_RET_LOG)];
-        let program = program(&set(&[1, 2, 300]), &set(&[5, 299]), Some(chain), MISMATCH, ERRNO);
+        let chain = vec![instruction(BPF_RET_K, 0, 0, libc::SECCOMP_RET_TRACE)];
+        let program = program(ARCH, &set(&[1, 2, 300]), &set(&[5, 299]), Some(chain), MISMATCH, ERRNO);
 
-        assert_eq!(run(&program, 5, NATIVE_ARCH, [0; 6]), libc::SECCOMP_RET_LOG);
-        assert_eq!(run(&program, 299, NATIVE_ARCH, [0; 6]), libc::SECCOMP_RET_LOG);
-        assert_eq!(run(&program, 300, NATIVE_ARCH, [0; 6]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&program, 6, NATIVE_ARCH, [0; 6]), MISMATCH);
+        assert_eq!(run(&program, 5, ARCH, [0; 6]), libc::SECCOMP_RET_TRACE);
+        assert_eq!(run(&program, 299, ARCH, [0; 6]), libc::SECCOMP_RET_TRACE);
+        assert_eq!(run(&program, 300, ARCH, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&program, 6, ARCH, [0; 6]), MISMATCH);
     }
 
     #[test]
     fn nothing_allowed_is_one_leaf() {
-        let program = program(&BTreeSet::new(), &BTreeSet::new(), None, libc::SECCOMP_RET_USER_NOTIF, ERRNO);
-        assert_eq!(program.len(), head(ERRNO).len() + 1);
-        assert_eq!(run(&program, 0, NATIVE_ARCH, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        let program = program(ARCH, &BTreeSet::new(), &BTreeSet::new(), None, libc::SECCOMP_RET_USER_NOTIF, ERRNO);
+        assert_eq!(program.len(), head(ARCH, ERRNO).len() + 1);
+        assert_eq!(run(&program, 0, ARCH, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
     }
 }

@@ -205,6 +205,7 @@ impl SeccompPlan {
     /// over the calls allowed whatever their arguments, and seccompiler's chain for the calls
     /// with argument conditions (see [`super::bpf`]).
     fn compile(&self, mismatch: u32, handoff: Option<i32>) -> Result<BpfProgram, EnforceError> {
+        let arch = bpf::NATIVE_ARCH.ok_or(EnforceError::UnsupportedArchitecture(std::env::consts::ARCH))?;
         let number = |nr: i64| u32::try_from(nr).expect("system call numbers are small and positive");
         let mut allowed = BTreeSet::new();
         let mut conditioned = BTreeMap::new();
@@ -225,7 +226,15 @@ impl SeccompPlan {
 
         let conditioned_numbers: BTreeSet<u32> = conditioned.keys().map(|&nr| number(nr)).collect();
         let chain = if conditioned.is_empty() { None } else { Some(chain(conditioned, mismatch)?) };
-        Ok(bpf::program(&allowed, &conditioned_numbers, chain, mismatch, self.errno()))
+        let program = bpf::program(arch, &allowed, &conditioned_numbers, chain, mismatch, self.errno());
+        if program.len() > bpf::MAX_INSTRUCTIONS {
+            return Err(EnforceError::SeccompCompile(format!(
+                "the filter has {} instructions and the kernel accepts at most {}; allow fewer system calls",
+                program.len(),
+                bpf::MAX_INSTRUCTIONS
+            )));
+        }
+        Ok(program)
     }
 }
 
@@ -345,7 +354,7 @@ mod tests {
     }
 
     fn run(program: &[sock_filter], nr: u32, args: [u64; 6]) -> u32 {
-        bpf::run(program, nr, bpf::NATIVE_ARCH, args)
+        bpf::run(program, nr, bpf::NATIVE_ARCH.unwrap(), args)
     }
 
     fn number(name: &str) -> u32 {
@@ -390,7 +399,7 @@ mod tests {
         assert_eq!(run(&without, number("sendmsg"), [fd, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
     }
 
-    /// The whole allow-list compiled by seccompiler alone, as one chain, with `mismatch` for
+    /// Compiles the whole allow-list with seccompiler alone, as one chain, with `mismatch` for
     /// every other call.
     fn seccompiler_chain(plan: &SeccompPlan, mismatch: u32, handoff: Option<i32>) -> BpfProgram {
         let mut rules = plan.rules.clone();
@@ -406,8 +415,11 @@ mod tests {
         let clone_flags =
             [0, libc::CLONE_NEWNET as u64, libc::CLONE_THREAD as u64 | libc::CLONE_VM as u64, 0x80, u64::MAX];
         for profile in ProfileName::ALL {
-            for (allow, deny) in [(&[][..], &[][..]), (&["unshare"][..], &["sendmsg"][..])] {
-                let plan = SeccompPlan::build(&rules(vec![profile], allow, deny), Mode::Enforce).unwrap();
+            let lists = [(&[][..], &[][..]), (&["unshare"][..], &["sendmsg"][..]), (&[][..], &["sendmsg"][..])];
+            for ((allow, deny), mode) in
+                lists.into_iter().flat_map(|lists| [(lists, Mode::Enforce), (lists, Mode::Audit)])
+            {
+                let plan = SeccompPlan::build(&rules(vec![profile], allow, deny), mode).unwrap();
                 let mismatch = plan.plain_action();
                 let cases = [
                     (plan.program.clone(), seccompiler_chain(&plan, mismatch, None)),
@@ -426,7 +438,7 @@ mod tests {
                             } else {
                                 run(&reference, nr, args)
                             };
-                            assert_eq!(run(&tree, nr, args), expected, "{profile:?} call {nr}, {args:?}");
+                            assert_eq!(run(&tree, nr, args), expected, "{profile:?} {mode:?} call {nr}, {args:?}");
                         }
                     }
                 }

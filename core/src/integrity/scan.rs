@@ -53,20 +53,41 @@ const THREADS_PER_CPU: usize = 8;
 /// Upper bound on the default number of scan threads.
 const MAX_DEFAULT_THREADS: usize = 64;
 
-/// Returns the number of scan threads used when [`ScanOptions::threads`] is 0.
+/// Open-file limit per default scan thread. Each thread keeps its directory and the directories
+/// above it open while it works, so the limit also bounds the thread count.
+const DESCRIPTORS_PER_THREAD: u64 = 64;
+
+/// Returns the number of scan threads used when [`ScanOptions::threads`] is 0: 8 per CPU, at
+/// most 64, and at most one per 64 descriptors of the soft open-file limit.
 pub fn default_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    (cpus * THREADS_PER_CPU).min(MAX_DEFAULT_THREADS)
+    let by_descriptors = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(MAX_DEFAULT_THREADS, |(soft, _)| usize::try_from(soft / DESCRIPTORS_PER_THREAD).unwrap_or(usize::MAX));
+    (cpus * THREADS_PER_CPU).min(MAX_DEFAULT_THREADS).min(by_descriptors).max(cpus.min(MAX_DEFAULT_THREADS))
 }
 
-/// Runs `scan` on a thread pool of its own, sized by `options`.
+/// Runs `scan` on the scan pool with the thread count of `options`. Pools are built once per
+/// thread count and kept: a watch rescans each changed path on its own.
 fn in_pool(options: &ScanOptions, scan: impl FnOnce() -> Scan + Send) -> Result<Scan, IntegrityError> {
+    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+
     let threads = if options.threads == 0 { default_threads() } else { options.threads };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|index| format!("scan-{index}"))
-        .build()
-        .map_err(|error| IntegrityError::ThreadPool { threads, reason: error.to_string() })?;
+    let pool = {
+        let mut pools = POOLS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match pools.iter().find(|(count, _)| *count == threads) {
+            Some((_, pool)) => Arc::clone(pool),
+            None => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|index| format!("scan-{index}"))
+                    .build()
+                    .map_err(|error| IntegrityError::ThreadPool { threads, reason: error.to_string() })?;
+                let pool = Arc::new(pool);
+                pools.push((threads, Arc::clone(&pool)));
+                pool
+            }
+        }
+    };
     Ok(pool.install(scan))
 }
 
