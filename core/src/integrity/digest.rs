@@ -92,31 +92,38 @@ pub(crate) fn hash_open(mut file: File, before: Metadata, algorithm: DigestAlgor
 
 fn read_digest(file: &mut File, algorithm: DigestAlgorithm, size: u64) -> io::Result<Vec<u8>> {
     thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; BUFFER_SIZE]);
+        static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
 
-    BUFFER.with(|buffer| {
-        let buffer = &mut buffer.borrow_mut()[..];
-        match algorithm {
-            DigestAlgorithm::Blake3 => {
-                let mut hasher = blake3::Hasher::new();
-                let parallel = size >= PARALLEL_THRESHOLD as u64;
-                read_chunks(file, buffer, size, |chunk| {
-                    if parallel {
-                        hasher.update_rayon(chunk);
-                    } else {
-                        hasher.update(chunk);
-                    }
-                })?;
-                Ok(hasher.finalize().as_bytes().to_vec())
-            }
-            DigestAlgorithm::Sha256 => {
-                let mut hasher = sha2::Sha256::new();
-                read_chunks(file, buffer, size, |chunk| hasher.update(chunk))?;
-                Ok(hasher.finalize().to_vec())
-            }
+    // The buffer is taken out of the thread-local, not borrowed from it: while `update_rayon`
+    // waits for its other half, rayon may run another file's hashing on this thread, which
+    // then finds no buffer and allocates its own.
+    let mut buffer = BUFFER.take();
+    if buffer.is_empty() {
+        buffer = vec![0; BUFFER_SIZE];
+    }
+
+    let digest = match algorithm {
+        DigestAlgorithm::Blake3 => {
+            let mut hasher = blake3::Hasher::new();
+            let parallel = size >= PARALLEL_THRESHOLD as u64;
+            read_chunks(file, &mut buffer, size, |chunk| {
+                if parallel {
+                    hasher.update_rayon(chunk);
+                } else {
+                    hasher.update(chunk);
+                }
+            })
+            .map(|()| hasher.finalize().as_bytes().to_vec())
         }
-    })
+        DigestAlgorithm::Sha256 => {
+            let mut hasher = sha2::Sha256::new();
+            read_chunks(file, &mut buffer, size, |chunk| hasher.update(chunk)).map(|()| hasher.finalize().to_vec())
+        }
+    };
+
+    BUFFER.set(buffer);
+    digest
 }
 
 /// Reads `file` to its end, passing each filled buffer to `consume`. Reading stops without a

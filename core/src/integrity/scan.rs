@@ -468,4 +468,27 @@ mod tests {
         assert_eq!(single.entries, default.entries);
         assert_eq!(default.files_hashed, 50);
     }
+
+    #[test]
+    fn large_and_small_files_hash_together() {
+        // A large file is hashed with rayon, and while it waits, its thread may take another
+        // file's hashing: both need a read buffer at once.
+        let dir = tempfile::tempdir().unwrap();
+        for directory in 0..8 {
+            let directory = dir.path().join(format!("d{directory}"));
+            std::fs::create_dir(&directory).unwrap();
+            std::fs::write(directory.join("large"), vec![7u8; 3 << 20]).unwrap();
+            for index in 0..200 {
+                std::fs::write(directory.join(format!("f{index}")), index.to_string()).unwrap();
+            }
+        }
+        let scope = Scope::new(vec![dir.path().to_owned()], Vec::new(), Vec::new()).unwrap();
+
+        for _ in 0..5 {
+            let scan = scan(&scope, &ScanOptions { threads: 8, ..ScanOptions::default() }).unwrap();
+
+            assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+            assert_eq!(scan.files_hashed, 8 * 201);
+        }
+    }
 }
