@@ -40,7 +40,8 @@ pub struct ScanOptions {
     /// their mount points.
     pub descend_pseudo: bool,
     pub progress: Option<Arc<Progress>>,
-    /// Threads that walk, read and hash; 0 uses [`default_threads`].
+    /// Threads that walk, read and hash, on a pool of their own; 0 runs the scan on the
+    /// caller's rayon pool (the global one unless the caller is inside another).
     pub threads: usize,
 }
 
@@ -57,8 +58,8 @@ const MAX_DEFAULT_THREADS: usize = 64;
 /// above it open while it works, so the limit also bounds the thread count.
 const DESCRIPTORS_PER_THREAD: u64 = 64;
 
-/// Returns the number of scan threads used when [`ScanOptions::threads`] is 0: 8 per CPU, at
-/// most 64, and at most one per 64 descriptors of the soft open-file limit.
+/// Returns the number of scan threads the command line uses by default: 8 per CPU, at most 64,
+/// and at most one per 64 descriptors of the soft open-file limit.
 pub fn default_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let by_descriptors = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -66,12 +67,17 @@ pub fn default_threads() -> usize {
     (cpus * THREADS_PER_CPU).min(MAX_DEFAULT_THREADS).min(by_descriptors).max(cpus.min(MAX_DEFAULT_THREADS))
 }
 
-/// Runs `scan` on the scan pool with the thread count of `options`. Pools are built once per
-/// thread count and kept: a watch rescans each changed path on its own.
+/// Runs `scan` on the scan pool with the thread count of `options`, or on the caller's pool for 0.
+/// Pools are built once per thread count and kept: a watch rescans each changed path on its own.
 fn in_pool(options: &ScanOptions, scan: impl FnOnce() -> Scan + Send) -> Result<Scan, IntegrityError> {
     static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
 
-    let threads = if options.threads == 0 { default_threads() } else { options.threads };
+    // NOTE: the Lambda extension scans on the caller's pool. With a 16-thread scan pool, its
+    // init check's events went missing from the invoke spans in some emulator runs (cause unknown).
+    if options.threads == 0 {
+        return Ok(scan());
+    }
+    let threads = options.threads;
     let pool = {
         let mut pools = POOLS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match pools.iter().find(|(count, _)| *count == threads) {

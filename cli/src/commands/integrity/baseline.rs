@@ -8,7 +8,7 @@ use palisade_core::integrity::{self, IntegrityError, ScanOptions};
 
 use super::progress::ProgressLine;
 use super::scope::ScopeArgs;
-use super::{configure_threads, report_error, EXIT_CLEAN, EXIT_ERROR};
+use super::{configure_threads, report_error, scan_threads, EXIT_CLEAN, EXIT_ERROR};
 
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
@@ -44,7 +44,7 @@ pub fn run(args: BaselineArgs) -> u8 {
         prefix: args.scope.root.clone(),
         descend_pseudo: args.scope.descend_pseudo,
         progress: Some(progress.counters()),
-        threads: args.threads,
+        threads: scan_threads(args.threads),
     };
     let baseline = match integrity::baseline(&scope, &options) {
         Ok(baseline) => baseline,

@@ -92,6 +92,15 @@ fn report_error(error: &dyn std::fmt::Display) -> u8 {
     EXIT_ERROR
 }
 
+/// Returns the scan thread count for `--threads`: the default of `palisade_core::integrity::default_threads` for 0.
+fn scan_threads(threads: usize) -> usize {
+    if threads == 0 {
+        palisade_core::integrity::default_threads()
+    } else {
+        threads
+    }
+}
+
 /// Sets the number of threads for the work after a scan (comparing, encoding); 0 keeps the
 /// default of one per CPU. Scans run on a pool of their own (`ScanOptions::threads`).
 fn configure_threads(threads: usize) {

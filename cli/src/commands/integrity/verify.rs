@@ -9,7 +9,7 @@ use palisade_core::telemetry::{Resource, Telemetry};
 
 use super::output::{report_json, report_table};
 use super::progress::ProgressLine;
-use super::{configure_threads, report_error, EXIT_CLEAN, EXIT_DRIFT, EXIT_ERROR};
+use super::{configure_threads, report_error, scan_threads, EXIT_CLEAN, EXIT_DRIFT, EXIT_ERROR};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -67,7 +67,7 @@ pub fn run(args: VerifyArgs) -> u8 {
         scan: ScanOptions {
             prefix: args.root.clone(),
             progress: Some(progress.counters()),
-            threads: args.threads,
+            threads: scan_threads(args.threads),
             ..ScanOptions::default()
         },
         metadata_fast_path: args.fast,

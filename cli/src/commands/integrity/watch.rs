@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::output::change_json;
 use super::scope::ScopeArgs;
-use super::{configure_threads, report_error, EXIT_ERROR};
+use super::{configure_threads, report_error, scan_threads, EXIT_ERROR};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BackendChoice {
@@ -69,7 +69,7 @@ pub fn run(args: WatchArgs) -> u8 {
             prefix: args.scope.root.clone(),
             descend_pseudo: args.scope.descend_pseudo,
             progress: None,
-            threads: args.threads,
+            threads: scan_threads(args.threads),
         },
         settle: Duration::from_millis(args.settle_ms),
     };
