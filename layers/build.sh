@@ -4,7 +4,7 @@
 # a static-pie glibc executable. palisade-wrap is a static musl executable when the
 # <arch>-unknown-linux-musl Rust target and musl-gcc are installed: glibc's start-up code runs
 # dozens of CPUID instructions, each a VM exit under Lambda's hypervisor. Otherwise it is a
-# static-pie glibc executable too, and the script says so.
+# static-pie glibc executable too, and the script prints why.
 #
 # Usage: layers/build.sh [OUTPUT_DIR]   (default: layers/dist)
 # Writes OUTPUT_DIR/palisade-layer-x86_64.zip, and palisade-layer-arm64.zip when the
