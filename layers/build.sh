@@ -2,8 +2,8 @@
 # Builds the Palisade Lambda layer zip: extensions/palisade-extension, palisade-wrap and
 # palisade/policy.yaml, as static binaries that run on Amazon Linux 2 and 2023. The extension is
 # a static-pie glibc executable. palisade-wrap is a static musl executable when the
-# <arch>-unknown-linux-musl Rust target and musl-gcc are installed: glibc's start-up code runs
-# dozens of CPUID instructions, each a VM exit under Lambda's hypervisor. Otherwise it is a
+# <arch>-unknown-linux-musl Rust target and musl-gcc are installed, because glibc's start-up code
+# runs dozens of CPUID instructions and each one exits to Lambda's hypervisor. Otherwise it is a
 # static-pie glibc executable too, and the script prints why.
 #
 # Usage: layers/build.sh [OUTPUT_DIR]   (default: layers/dist)

@@ -83,7 +83,7 @@ pub(super) fn program(
     let chain_start = program.len();
     for (index, instruction) in program.iter_mut().enumerate().skip(tree_start) {
         if instruction.code == BPF_JA && instruction.k == CHAIN_PLACEHOLDER {
-            instruction.k = u32::try_from(chain_start - index - 1).expect("the tree is shorter than 4096 instructions");
+            instruction.k = u32::try_from(chain_start - index - 1).expect("jump offsets fit in 32 bits");
         }
     }
 
@@ -163,7 +163,7 @@ fn tree(ranges: &[(u32, Leaf)], mismatch: u32, program: &mut BpfProgram) {
         // Conditional jumps reach 255 instructions at most: hop over the left half unconditionally.
         Err(_) => program.extend([
             instruction(BPF_JGE_K, 0, 1, boundary),
-            instruction(BPF_JA, 0, 0, u32::try_from(left_length).expect("the tree is shorter than 4096 instructions")),
+            instruction(BPF_JA, 0, 0, u32::try_from(left_length).expect("jump offsets fit in 32 bits")),
         ]),
     }
 

@@ -35,7 +35,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const MAGIC: &str = "palisade-integrity-manifest";
 const FIELDS: usize = 16;
-/// Entries encoded into one buffer by one worker.
+/// Number of entries that one worker encodes into one buffer.
 const ENCODE_BLOCK: usize = 4096;
 
 /// A recorded baseline: what was covered, how, and every entry.

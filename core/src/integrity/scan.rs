@@ -40,8 +40,8 @@ pub struct ScanOptions {
     /// their mount points.
     pub descend_pseudo: bool,
     pub progress: Option<Arc<Progress>>,
-    /// Threads that walk, read and hash, on a pool of their own; 0 runs the scan on the
-    /// caller's rayon pool (the global one unless the caller is inside another).
+    /// Threads that walk, read and hash, on a pool of their own. 0 runs the scan on the caller's
+    /// rayon pool (the global one unless the caller is inside another).
     pub threads: usize,
 }
 
@@ -59,16 +59,24 @@ const MAX_DEFAULT_THREADS: usize = 64;
 const DESCRIPTORS_PER_THREAD: u64 = 64;
 
 /// Returns the number of scan threads the command line uses by default: 8 per CPU, at most 64,
-/// and at most one per 64 descriptors of the soft open-file limit.
+/// and at most one per 64 descriptors of the soft open-file limit, but never fewer than CPUs.
 pub fn default_threads() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let by_descriptors = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(MAX_DEFAULT_THREADS, |(soft, _)| usize::try_from(soft / DESCRIPTORS_PER_THREAD).unwrap_or(usize::MAX));
-    (cpus * THREADS_PER_CPU).min(MAX_DEFAULT_THREADS).min(by_descriptors).max(cpus.min(MAX_DEFAULT_THREADS))
+    use nix::sys::resource::{getrlimit, Resource};
+
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from).min(MAX_DEFAULT_THREADS);
+    let by_descriptors = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft / DESCRIPTORS_PER_THREAD).unwrap_or(usize::MAX),
+        Err(_) => MAX_DEFAULT_THREADS,
+    };
+
+    // Never fewer threads than CPUs, even under a low open-file limit.
+    let wanted = (cpus * THREADS_PER_CPU).min(MAX_DEFAULT_THREADS).min(by_descriptors);
+    wanted.max(cpus)
 }
 
-/// Runs `scan` on the scan pool with the thread count of `options`, or on the caller's pool for 0.
-/// Pools are built once per thread count and kept: a watch rescans each changed path on its own.
+/// Runs `scan` on the scan pool with the thread count of `options`, or on the caller's pool for
+/// 0. Pools are built once per thread count and kept, because a watch scans each changed path
+/// on its own.
 fn in_pool(options: &ScanOptions, scan: impl FnOnce() -> Scan + Send) -> Result<Scan, IntegrityError> {
     static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
 
@@ -139,7 +147,7 @@ struct Walker<'a> {
     mounts: MountTable,
     reuse: Option<&'a ReuseMap<'a>>,
     /// Every outcome, in the order the workers produced it. Entries go into one shared vector,
-    /// which becomes the scan's sorted list in place: each entry is moved once.
+    /// which is sorted in place at the end, so each entry is moved once.
     sink: Mutex<Scan>,
 }
 
@@ -478,7 +486,7 @@ mod tests {
     #[test]
     fn large_and_small_files_hash_together() {
         // A large file is hashed with rayon, and while it waits, its thread may take another
-        // file's hashing: both need a read buffer at once.
+        // file's hashing, so both need a read buffer at once.
         let dir = tempfile::tempdir().unwrap();
         for directory in 0..8 {
             let directory = dir.path().join(format!("d{directory}"));

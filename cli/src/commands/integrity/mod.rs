@@ -92,7 +92,7 @@ fn report_error(error: &dyn std::fmt::Display) -> u8 {
     EXIT_ERROR
 }
 
-/// Returns the scan thread count for `--threads`: the default of `palisade_core::integrity::default_threads` for 0.
+/// Returns the scan thread count for `--threads`, using the default count for 0.
 fn scan_threads(threads: usize) -> usize {
     if threads == 0 {
         palisade_core::integrity::default_threads()
@@ -101,7 +101,7 @@ fn scan_threads(threads: usize) -> usize {
     }
 }
 
-/// Sets the number of threads for the work after a scan (comparing, encoding); 0 keeps the
+/// Sets the number of threads for the work after a scan (comparing, encoding). 0 keeps the
 /// default of one per CPU. Scans run on a pool of their own (`ScanOptions::threads`).
 fn configure_threads(threads: usize) {
     if threads > 0 {
